@@ -1,0 +1,54 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from transformer_course import doctor, get_device
+from transformer_course.cli import main
+
+
+def test_doctor_reports_versions_device_and_passes(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert f"torch         {torch.__version__.split('+')[0]}" in out
+    assert "device        cpu" in out or "device        cuda" in out or "device        mps" in out
+    assert "smoke test" in out and ": ok (" in out
+    assert out.rstrip().endswith("All checks passed: you are ready for chapter 1.")
+
+
+def test_doctor_fails_and_says_why_for_an_unavailable_device(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("TRANSFORMER_COURSE_DEVICE", "cuda")
+    lines = []
+    assert doctor.run(out=lines.append) == 1
+    assert any("CUDA is not available" in line for line in lines)
+
+
+def test_doctor_fails_when_the_smoke_test_breaks(monkeypatch):
+    def broken(device):
+        raise RuntimeError("no kernel image")
+
+    monkeypatch.setattr(doctor, "smoke_test", broken)
+    lines = []
+    assert doctor.run(out=lines.append) == 1
+    assert "smoke test failed: RuntimeError: no kernel image" in "\n".join(lines)
+
+
+def test_console_entry_point_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "transformer_course", "doctor"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_device_choice_and_override(monkeypatch):
+    monkeypatch.delenv("TRANSFORMER_COURSE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu"
+    )
+    assert get_device().type == expected
+    assert get_device("cpu").type == "cpu"
+    monkeypatch.setenv("TRANSFORMER_COURSE_DEVICE", "cpu")
+    assert get_device().type == "cpu"
