@@ -1,0 +1,207 @@
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transformer_course import Transformer, TransformerConfig, set_seed
+from transformer_course.batching import BucketBatchSampler, collate_translation
+from transformer_course.synthetic import make_sequence_task
+from transformer_course.training import (
+    LabelSmoothingLoss,
+    Trainer,
+    autocast,
+    inverse_sqrt_schedule,
+    make_scheduler,
+    save_atomic,
+    warmup_cosine_schedule,
+)
+
+
+def test_label_smoothing_matches_pytorch_and_ignores_padding():
+    logits = torch.randn(4, 7, 11)
+    target = torch.randint(1, 11, (4, 7))
+    target[:, 5:] = 0
+    ours = LabelSmoothingLoss(0.1, ignore_index=0)(logits, target)
+    ref = F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=0, label_smoothing=0.1)
+    torch.testing.assert_close(ours, ref)
+    # padding positions do not count: changing their logits changes nothing
+    changed = logits.clone()
+    changed[:, 5:] = 100
+    torch.testing.assert_close(LabelSmoothingLoss(0.1)(changed, target), ours)
+    # without smoothing it is the plain cross-entropy
+    torch.testing.assert_close(
+        LabelSmoothingLoss(0.0)(logits, target),
+        F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=0),
+    )
+
+
+def test_label_smoothing_prefers_a_less_confident_prediction():
+    target = torch.tensor([[3]])
+    confident = torch.full((1, 1, 5), -20.0)
+    confident[..., 3] = 20.0
+    hedged = torch.zeros(1, 1, 5)
+    hedged[..., 3] = 4.0
+    loss = LabelSmoothingLoss(0.2)
+    assert loss(hedged, target) < loss(confident, target)
+    assert F.cross_entropy(hedged.view(1, 5), target.view(1)) > F.cross_entropy(
+        confident.view(1, 5), target.view(1)
+    )
+
+
+def test_label_smoothing_errors():
+    with pytest.raises(ValueError, match="padding"):
+        LabelSmoothingLoss()(torch.randn(1, 2, 5), torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape"):
+        LabelSmoothingLoss()(torch.randn(2, 5), torch.ones(3, dtype=torch.long))
+
+
+def test_inverse_sqrt_schedule_peaks_at_warmup():
+    f = inverse_sqrt_schedule(d_model=512, warmup_steps=4000)
+    values = [f(s) for s in range(1, 20000)]
+    peak = max(range(len(values)), key=values.__getitem__) + 1
+    assert peak == 4000
+    assert math.isclose(f(4000), 512**-0.5 * 4000**-0.5)
+    assert f(100) < f(200) and f(8000) < f(6000)
+
+
+def test_warmup_cosine_schedule():
+    f = warmup_cosine_schedule(10, 110, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        warmup_cosine_schedule(10, 10)
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    with autocast(torch.device("cpu")):
+        y = torch.randn(3, 4) @ torch.randn(4, 5)
+    assert y.dtype == torch.float32
+
+
+# --- a tiny translation task trained with the Trainer ----------------------------------------
+
+
+def make_task(seed=0):
+    src, tgt = make_sequence_task("reverse", 64, 6, vocab_size=12, seed=seed)
+    examples = [(s.tolist(), t.tolist()) for s, t in zip(src, tgt, strict=True)]
+    sampler = BucketBatchSampler([6] * 64, batch_size=16, seed=seed)
+
+    def make_batches(epoch):
+        sampler.set_epoch(epoch)
+        return [collate_translation([examples[i] for i in b]) for b in sampler]
+
+    return make_batches
+
+
+def make_trainer(tmp_path, seed=0, dropout=0.1, **kwargs):
+    set_seed(seed)
+    config = TransformerConfig(12, 12, d_model=32, num_heads=4, num_encoder_layers=1,
+                               num_decoder_layers=1, d_ff=64, dropout=dropout, max_len=16)
+    model = Transformer(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
+    scheduler = make_scheduler(optimizer, inverse_sqrt_schedule(32, warmup_steps=8))
+    criterion = LabelSmoothingLoss(0.1)
+
+    def compute_loss(model, batch):
+        logits = model(batch.src, batch.tgt_in)
+        return criterion(logits, batch.tgt_out), batch.num_target_tokens
+
+    return Trainer(model, optimizer, compute_loss, scheduler, grad_clip=1.0, progress=False,
+                   checkpoint_path=tmp_path / "latest.pt", history_path=tmp_path / "history.json",
+                   **kwargs)
+
+
+def test_training_reduces_the_loss_and_writes_history(tmp_path):
+    trainer = make_trainer(tmp_path)
+    make_batches = make_task()
+    before = trainer.evaluate(make_batches(0))
+    history = trainer.fit(make_batches, epochs=6,
+                          validate=lambda t: {"val_loss": t.evaluate(make_batches(99))})
+    assert len(history) == 6 and history[-1]["step"] == 24
+    assert history[-1]["val_loss"] < before - 0.5
+    assert (tmp_path / "history.json").exists() and (tmp_path / "latest.pt").exists()
+
+
+def test_resuming_gives_exactly_the_uninterrupted_parameters(tmp_path):
+    make_batches = make_task()
+    straight = make_trainer(tmp_path / "a")
+    straight.fit(make_batches, epochs=3)
+
+    first = make_trainer(tmp_path / "b")
+    first.fit(make_batches, epochs=3, max_steps=6)  # stops mid-epoch 2 (4 steps per epoch)
+    assert first.state.step == 6 and first.state.batch_in_epoch == 2
+    torch.manual_seed(12345)  # disturb the RNG: the checkpoint must restore it
+
+    resumed = make_trainer(tmp_path / "b", seed=999)  # fresh weights, then load
+    resumed.load_checkpoint(tmp_path / "b" / "latest.pt")
+    resumed.fit(make_batches, epochs=3)
+    assert resumed.state.step == straight.state.step == 12
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(),
+                                 resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert [h["train_loss"] for h in resumed.state.history] == pytest.approx(
+        [h["train_loss"] for h in straight.state.history]
+    )
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    save_atomic({"step": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temporary file left
+
+
+def test_a_killed_process_never_leaves_a_corrupt_checkpoint(tmp_path):
+    """Kill a process that saves large checkpoints in a loop; what is left always loads."""
+    path = tmp_path / "latest.pt"
+    script = (
+        "import sys, torch\n"
+        "from transformer_course.training import save_atomic\n"
+        "big = torch.randn(4_000_000)\n"
+        "for i in range(1000):\n"
+        "    save_atomic({'step': i, 'w': big}, sys.argv[1])\n"
+        "    print(i, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    assert torch.load(path)["w"].shape == (4_000_000,)
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "latest.pt"]
+    for p in leftovers:  # a temporary file may be left behind, never under the real name
+        assert p.suffix == ".tmp"
+        os.unlink(p)
+
+
+def test_loading_a_bad_checkpoint_is_a_clear_error(tmp_path):
+    trainer = make_trainer(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        trainer.load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        trainer.load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a Trainer checkpoint"):
+        trainer.load_checkpoint(tmp_path / "other.pt")
+
+
+def test_non_finite_loss_stops_training(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.compute_loss = lambda model, batch: (torch.tensor(float("nan"), requires_grad=True), 1)
+    with pytest.raises(FloatingPointError, match="nan"):
+        trainer.train_step(None)
