@@ -145,3 +145,9 @@ def test_integer_inputs_are_rejected():
     q = torch.ones(2, 3, 4, dtype=torch.long)
     with pytest.raises(ValueError, match="floating"):
         scaled_dot_product_attention(q, q, q)
+
+
+def test_causal_mask_for_queries_at_the_end_of_a_longer_sequence():
+    assert torch.equal(make_causal_mask(2, key_len=5), make_causal_mask(5)[3:])
+    with pytest.raises(ValueError, match="key_len"):
+        make_causal_mask(4, key_len=3)

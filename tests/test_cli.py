@@ -52,3 +52,29 @@ def test_device_choice_and_override(monkeypatch):
     assert get_device("cpu").type == "cpu"
     monkeypatch.setenv("TRANSFORMER_COURSE_DEVICE", "cpu")
     assert get_device().type == "cpu"
+
+
+def test_download_verifies_tinytalks(capsys):
+    from conftest import load_or_skip
+
+    from transformer_course.datasets import load_tinytalks
+
+    load_or_skip(load_tinytalks, "all")
+    assert main(["download", "tinytalks"]) == 0
+    out = capsys.readouterr().out
+    assert "tinytalks train: 210 pairs, verified" in out
+
+
+def test_download_failure_is_reported_with_exit_code_1(tmp_path, monkeypatch, capsys):
+    import socket
+
+    from transformer_course import datasets
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(datasets, "TINYTALKS_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("TRANSFORMER_COURSE_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(tmp_path / "cache"))
+    assert main(["download", "tinytalks"]) == 1
+    assert "could not download tinytalks/tinytalks_v1.txt" in capsys.readouterr().err

@@ -25,11 +25,14 @@ from .feedforward import PositionwiseFeedForward
 from .gpt import GPT, GPTConfig
 from .multihead import KVCache, MultiHeadAttention
 from .normalization import LayerNorm, ResidualConnection
+from .tokenizers import BPETokenizer, CharTokenizer
 from .transformer import Transformer, TransformerConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BPETokenizer",
+    "CharTokenizer",
     "DecoderLayer",
     "EncoderLayer",
     "GPT",

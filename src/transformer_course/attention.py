@@ -108,15 +108,20 @@ def scaled_dot_product_attention(
     d_k = query.shape[-1]
     scale = 1.0 / math.sqrt(d_k) if scale is None else scale
 
-    scores = torch.matmul(query, key.transpose(-2, -1)) * scale  # (..., q_len, k_len)
+    # Scaling the queries instead of the scores: the same numbers, on a smaller tensor.
+    scores = torch.matmul(query * scale, key.transpose(-2, -1))  # (..., q_len, k_len)
+    fully_masked = None
     if mask is not None:
         check_mask(mask, scores.shape)
-        # The most negative finite number rather than -inf: a fully masked row then gives a
-        # uniform softmax instead of NaN, and the masked_fill below turns it into zeros.
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        # Add the most negative finite number where attending is not allowed. Its exponential
+        # is exactly 0 after softmax; unlike masked_fill, an addition costs nothing in the
+        # backward pass, and unlike -inf it cannot turn a fully masked row into NaN.
+        bias = torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device)
+        scores = scores + bias.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+        fully_masked = ~mask.any(dim=-1, keepdim=True)  # rows with nothing to attend to
     weights = F.softmax(scores, dim=-1)  # (..., q_len, k_len), rows sum to 1
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)
+    if fully_masked is not None and fully_masked.any():
+        weights = weights.masked_fill(fully_masked, 0.0)  # instead of a uniform row
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     output = torch.matmul(attended, value)  # (..., q_len, d_v)
     return output, weights
@@ -136,11 +141,21 @@ def make_padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     return (tokens != pad_id)[:, None, None, :]
 
 
-def make_causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
-    """Lower-triangular ``(size, size)`` boolean mask: position i may attend to positions <= i."""
-    if size < 1:
-        raise ValueError(f"size must be a positive number of positions, got {size}")
-    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
+def make_causal_mask(
+    size: int, device: torch.device | str | None = None, key_len: int | None = None
+) -> Tensor:
+    """Boolean causal mask: position i may attend to positions <= i.
+
+    ``make_causal_mask(size)`` is the lower-triangular ``(size, size)`` mask. With
+    ``key_len``, the ``size`` queries are the *last* positions of a sequence of ``key_len``
+    (decoding with a cache: earlier keys are cached, only the new queries are computed), and
+    the mask is ``(size, key_len)``: the last ``size`` rows of the square mask.
+    """
+    key_len = size if key_len is None else key_len
+    if size < 1 or key_len < size:
+        raise ValueError(f"need 1 <= size <= key_len, got size={size}, key_len={key_len}")
+    mask = torch.ones(size, key_len, dtype=torch.bool, device=device)
+    return mask.tril(diagonal=key_len - size)
 
 
 def to_pytorch_mask(mask: Tensor) -> Tensor:

@@ -13,7 +13,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("doctor", help="check the installation and show the device in use")
+    download = commands.add_parser(
+        "download", help="download and verify the data sets into the cache (for offline use)"
+    )
+    download.add_argument("datasets", nargs="*", choices=["multi30k", "tinytalks"],
+                          default=["multi30k", "tinytalks"], help="which data sets (default: both)")
     return parser
+
+
+def download(names: list[str]) -> int:
+    from .datasets import MULTI30K_SPLITS, DatasetError, load_multi30k, load_tinytalks
+
+    try:
+        if "multi30k" in names:
+            for split in MULTI30K_SPLITS:
+                print(f"multi30k {split}: {len(load_multi30k(split)):,} sentence pairs, verified")
+        if "tinytalks" in names:
+            for split in ("all", "train", "val", "test"):
+                print(f"tinytalks {split}: {len(load_tinytalks(split))} pairs, verified")
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import doctor
 
         return doctor.run()
+    if args.command == "download":
+        return download(args.datasets)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
 

@@ -116,9 +116,10 @@ class TokenEmbedding(nn.Module):
         """``tokens``: ``(batch, seq_len)`` integer ids -> ``(batch, seq_len, d_model)``."""
         if tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"token ids must be an integer tensor, got dtype {tokens.dtype}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size}), got values from "
-                f"{int(tokens.min())} to {int(tokens.max())}"
-            )
+        if tokens.numel():
+            low, high = (int(v) for v in torch.aminmax(tokens))
+            if low < 0 or high >= self.vocab_size:
+                raise ValueError(
+                    f"token ids must lie in [0, {self.vocab_size}), got values from {low} to {high}"
+                )
         return self.embedding(tokens) * self.scale  # (batch, seq_len, d_model)

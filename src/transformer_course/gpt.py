@@ -91,7 +91,7 @@ class GPT(nn.Module):
                 f"{end} positions exceed the context length {self.config.context_length}; "
                 "crop the input to its last context_length tokens"
             )
-        mask = make_causal_mask(end, tokens.device)[start:]  # (seq_len, start + seq_len)
+        mask = make_causal_mask(tokens.shape[1], tokens.device, key_len=end)  # (seq_len, end)
         x = self.pos_embed(self.token_embed(tokens), start=start)  # (batch, seq_len, d_model)
         x = self.decoder(x, self_mask=mask, cache=cache)  # (batch, seq_len, d_model)
         return self.lm_head(x)  # (batch, seq_len, vocab_size)

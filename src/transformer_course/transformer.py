@@ -167,10 +167,12 @@ class Transformer(nn.Module):
         start = len(cache[0][0]) if cache else 0
         if cache is None:
             tgt_mask = self.target_mask(tgt)  # (batch, 1, tgt_len, tgt_len)
+        elif tgt.shape[1] == 1:
+            tgt_mask = None  # one new position may attend to every cached one and itself
         else:
-            # New positions start..start+n-1 may see every cached position and the new ones
-            # up to themselves.
-            tgt_mask = make_causal_mask(start + tgt.shape[1], tgt.device)[start:]
+            # New positions start..start+n-1 see every cached position and the new ones up
+            # to themselves: (n, start + n).
+            tgt_mask = make_causal_mask(tgt.shape[1], tgt.device, key_len=start + tgt.shape[1])
         x = self.tgt_pos(self.tgt_embed(tgt), start=start)  # (batch, tgt_len, d_model)
         x = self.decoder(x, memory, tgt_mask, src_mask, cache)  # (batch, tgt_len, d_model)
         return self.generator(x)  # (batch, tgt_len, tgt_vocab)

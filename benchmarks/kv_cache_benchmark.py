@@ -1,0 +1,57 @@
+"""Decoding with the key/value cache against recomputing the whole prefix at every step.
+
+The translator-sized encoder-decoder generates exactly N tokens greedily (the end token is
+disabled so every run has the same length), with and without the cache, for N = 64, 128 and
+256, alternating the two. The cache makes step t cost O(t) attention work instead of
+re-running all t positions through every layer.
+
+    python benchmarks/kv_cache_benchmark.py         # writes results/kv_cache_benchmark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import median_times, write_result
+
+from transformer_course import Transformer, TransformerConfig
+from transformer_course.generation import greedy_decode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    vocab = 8000
+    config = TransformerConfig(vocab, vocab, d_model=256, num_heads=8, num_encoder_layers=3,
+                               num_decoder_layers=3, d_ff=1024, dropout=0.1, max_len=300,
+                               share_embeddings=True)
+    model = Transformer(config).eval()
+    rows = []
+    for batch_size in args.batch_sizes:
+        src = torch.randint(4, vocab, (batch_size, 20))
+        for n in args.lengths:
+            def run(use_cache, n=n, src=src):
+                out = greedy_decode(model, src, eos_id=-1, max_len=n, use_cache=use_cache)
+                assert len(out[0]) == n
+
+            t = median_times({"cache": lambda: run(True), "recompute": lambda: run(False)},
+                             args.repeats, warmup=1)
+            rows.append({"batch_size": batch_size, "tokens": n, "cache_s": t["cache"],
+                         "recompute_s": t["recompute"], "speedup": t["recompute"] / t["cache"]})
+            print(f"batch {batch_size}, {n:>4} tokens: cache {t['cache']:.2f} s, recompute "
+                  f"{t['recompute']:.2f} s, speedup {rows[-1]['speedup']:.1f}x", flush=True)
+    write_result("kv_cache_benchmark", {
+        "measured": "greedy decoding of exactly N tokens with vs without the KV cache",
+        "config": config.to_dict(), "repeats": args.repeats, "rows": rows,
+    }, args.output)
+
+
+if __name__ == "__main__":
+    main()

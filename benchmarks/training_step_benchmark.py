@@ -1,0 +1,103 @@
+"""One training step of our encoder-decoder against nn.Transformer of the same size.
+
+Both models share the same token embeddings, sinusoidal positions and output projection
+(from the package); only the encoder and decoder stacks differ: ours (from scratch) versus
+``nn.Transformer`` (PyTorch's, in training mode). A step is forward, label-smoothed loss,
+backward and an Adam update, on a batch shaped like a Multi30k batch.
+
+    python benchmarks/training_step_benchmark.py     # writes results/training_step_benchmark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import median_times, write_result
+from torch import nn
+
+from transformer_course import Transformer, TransformerConfig, make_causal_mask
+from transformer_course.attention import to_pytorch_mask
+from transformer_course.training import LabelSmoothingLoss
+
+
+class TorchStackTransformer(nn.Module):
+    """Our embeddings and generator around ``nn.Transformer``'s encoder and decoder."""
+
+    def __init__(self, ours: Transformer):
+        super().__init__()
+        c = ours.config
+        self.config = c
+        self.src_embed, self.tgt_embed = ours.src_embed, ours.tgt_embed
+        self.src_pos, self.tgt_pos = ours.src_pos, ours.tgt_pos
+        self.generator = ours.generator
+        self.core = nn.Transformer(
+            c.d_model, c.num_heads, c.num_encoder_layers, c.num_decoder_layers, c.d_ff,
+            c.dropout, batch_first=True, norm_first=c.norm_first,
+        )
+
+    def forward(self, src, tgt):
+        src_pad = src == self.config.pad_id  # True = padding, PyTorch's convention
+        tgt_pad = tgt == self.config.pad_id
+        causal = to_pytorch_mask(make_causal_mask(tgt.shape[1], tgt.device))
+        x = self.core(
+            self.src_pos(self.src_embed(src)), self.tgt_pos(self.tgt_embed(tgt)),
+            tgt_mask=causal, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad,
+            memory_key_padding_mask=src_pad,
+        )
+        return self.generator(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    vocab = 8000
+    config = TransformerConfig(vocab, vocab, d_model=256, num_heads=8, num_encoder_layers=3,
+                               num_decoder_layers=3, d_ff=1024, dropout=0.1, max_len=128,
+                               share_embeddings=True)
+    ours = Transformer(config)
+    theirs = TorchStackTransformer(Transformer(config))
+    src_len, tgt_len = 18, 19
+    src = torch.randint(4, vocab, (args.batch_size, src_len))
+    tgt = torch.randint(4, vocab, (args.batch_size, tgt_len))
+    for row in range(0, args.batch_size, 3):  # some padding, as in real batches
+        src[row, -4:] = 0
+        tgt[row, -3:] = 0
+    criterion = LabelSmoothingLoss(0.1)
+
+    def step_fn(model):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(src, tgt[:, :-1])
+            criterion(logits, tgt[:, 1:]).backward()
+            optimizer.step()
+
+        return step
+
+    ours.train()
+    theirs.train()
+    times = median_times({"ours": step_fn(ours), "pytorch": step_fn(theirs)}, args.repeats)
+    ratio = times["ours"] / times["pytorch"]
+    params = sum(p.numel() for p in ours.parameters())
+    print(f"parameters: ours {params:,}, nn.Transformer-based "
+          f"{sum(p.numel() for p in theirs.parameters()):,}")
+    print(f"training step (batch {args.batch_size}): ours {times['ours'] * 1e3:.0f} ms, "
+          f"nn.Transformer {times['pytorch'] * 1e3:.0f} ms, ratio {ratio:.2f}")
+    write_result("training_step_benchmark", {
+        "measured": "forward + loss + backward + Adam step; same embeddings and generator, "
+                    "our encoder/decoder stacks vs nn.Transformer's (training mode)",
+        "config": config.to_dict(), "batch_size": args.batch_size,
+        "src_len": src_len, "tgt_len": tgt_len, "repeats": args.repeats,
+        "ours_ms": times["ours"] * 1e3, "pytorch_ms": times["pytorch"] * 1e3, "ratio": ratio,
+    }, args.output)
+
+
+if __name__ == "__main__":
+    main()

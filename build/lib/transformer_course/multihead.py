@@ -1,0 +1,157 @@
+"""Multi-head attention and its key/value cache (introduced in chapter 3; the cache in chapter 9).
+
+Each head attends in its own ``d_k = d_model / num_heads`` dimensional subspace. The heads are
+not separate modules: one ``d_model x d_model`` projection computes all of them at once, and a
+reshape splits its output into heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .attention import scaled_dot_product_attention
+
+__all__ = ["MultiHeadAttention", "KVCache"]
+
+
+class KVCache:
+    """Keys and values already computed for one attention module during decoding.
+
+    For self-attention (``static=False``) each decoding step appends the new position's keys
+    and values, so step t attends over positions 0..t without recomputing them. For
+    cross-attention (``static=True``) the keys and values come from the encoder output and are
+    computed once, on the first step, then reused.
+
+    Shapes: ``key`` and ``value`` are ``(batch, heads, cached_len, d_k)``.
+    """
+
+    def __init__(self, static: bool = False):
+        self.static = static
+        self.key: Tensor | None = None
+        self.value: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.key is None else self.key.shape[-2]
+
+    @property
+    def is_filled(self) -> bool:
+        return self.key is not None
+
+    def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Store (static) or append (dynamic) new keys and values; return all of them."""
+        if self.key is None or self.static:
+            self.key, self.value = key, value
+        else:
+            self.key = torch.cat([self.key, key], dim=-2)  # (batch, heads, cached_len + new, d_k)
+            self.value = torch.cat([self.value, value], dim=-2)
+        return self.key, self.value
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the batch rows in ``index`` (beam search reorders hypotheses every step)."""
+        if self.key is not None:
+            self.key = self.key.index_select(0, index)
+            self.value = self.value.index_select(0, index)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with the projections W_Q, W_K, W_V and W_O.
+
+    Args:
+        d_model: model width; must be divisible by ``num_heads``.
+        num_heads: number of heads, each of width ``d_k = d_model // num_heads``.
+        dropout: dropout on the attention weights during training.
+        bias: whether the four projections have biases.
+
+    After each call, ``attention_weights`` holds the weights just computed (detached),
+    ``(batch, heads, q_len, k_len)``, so a trained model's maps can be read layer by layer.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if num_heads < 1 or d_model % num_heads != 0:
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by num_heads ({num_heads}): each head "
+                "gets d_model // num_heads dimensions"
+            )
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.d_k = d_model // num_heads
+        self.dropout = dropout
+        self.W_Q = nn.Linear(d_model, d_model, bias=bias)
+        self.W_K = nn.Linear(d_model, d_model, bias=bias)
+        self.W_V = nn.Linear(d_model, d_model, bias=bias)
+        self.W_O = nn.Linear(d_model, d_model, bias=bias)
+        self.attention_weights: Tensor | None = None
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """``(batch, seq_len, d_model)`` -> ``(batch, heads, seq_len, d_k)``."""
+        batch, seq_len, _ = x.shape
+        x = x.view(batch, seq_len, self.num_heads, self.d_k)  # (batch, seq_len, heads, d_k)
+        return x.transpose(1, 2)  # (batch, heads, seq_len, d_k)
+
+    def merge_heads(self, x: Tensor) -> Tensor:
+        """``(batch, heads, seq_len, d_k)`` -> ``(batch, seq_len, d_model)``."""
+        batch, _, seq_len, _ = x.shape
+        x = x.transpose(1, 2)  # (batch, seq_len, heads, d_k)
+        return x.reshape(batch, seq_len, self.d_model)  # (batch, seq_len, d_model)
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.dim() != 3 or t.shape[-1] != self.d_model:
+                raise ValueError(
+                    f"{name} must have shape (batch, seq_len, d_model={self.d_model}), "
+                    f"got {tuple(t.shape)}"
+                )
+        if not (query.shape[0] == key.shape[0] == value.shape[0]):
+            raise ValueError(
+                f"query, key and value must have the same batch size: query "
+                f"{tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
+            )
+        if key.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"key and value must have the same length: key {tuple(key.shape)}, "
+                f"value {tuple(value.shape)}"
+            )
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Attend from ``query`` to ``key``/``value`` (self-attention when they are omitted).
+
+        Args:
+            query: ``(batch, q_len, d_model)``.
+            key, value: ``(batch, k_len, d_model)``; default to ``query``.
+            mask: boolean, broadcastable to ``(batch, heads, q_len, k_len)``; True = may attend.
+            cache: during incremental decoding, the keys/values of earlier positions
+                (self-attention) or of the encoder output (cross-attention, ``static``).
+                A filled static cache is used as is and ``key``/``value`` are ignored.
+
+        Returns:
+            ``output`` ``(batch, q_len, d_model)`` and ``weights``
+            ``(batch, heads, q_len, k_len)``.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        self._check_inputs(query, key, value)
+
+        q = self.split_heads(self.W_Q(query))  # (batch, heads, q_len, d_k)
+        if cache is not None and cache.static and cache.is_filled:
+            k, v = cache.key, cache.value  # encoder keys/values from the first step
+        else:
+            k = self.split_heads(self.W_K(key))  # (batch, heads, k_len, d_k)
+            v = self.split_heads(self.W_V(value))  # (batch, heads, k_len, d_k)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (batch, heads, cached_len + k_len, d_k)
+
+        dropout_p = self.dropout if self.training else 0.0
+        heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        # heads: (batch, heads, q_len, d_k); weights: (batch, heads, q_len, k_len)
+        self.attention_weights = weights.detach()
+        output = self.W_O(self.merge_heads(heads))  # (batch, q_len, d_model)
+        return output, weights

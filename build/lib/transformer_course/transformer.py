@@ -1,0 +1,207 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (assembled in chapters 8 and 13).
+
+Source tokens -> embeddings + positions -> encoder -> memory; target tokens (shifted right,
+starting with <s>) -> embeddings + positions -> decoder (causal self-attention, cross-attention
+to the memory) -> a linear layer -> logits over the target vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .attention import make_causal_mask, make_padding_mask
+from .decoder import LayerCache, TransformerDecoder
+from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
+from .encoder import TransformerEncoder
+from .feedforward import ACTIVATIONS
+
+__all__ = ["TransformerConfig", "Transformer", "make_positional", "init_linear_layers"]
+
+
+@dataclass
+class TransformerConfig:
+    """Every size and switch of the encoder-decoder model.
+
+    The defaults are the base model of the original paper; the course's translator uses a
+    smaller one (see ``translator.PROFILES``).
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    num_heads: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    activation: str = "relu"
+    max_len: int = 256
+    norm_first: bool = False  # False: post-norm (original paper); True: pre-norm
+    positional: str = "sinusoidal"  # or "learned"
+    share_embeddings: bool = False  # one table for source and target (needs a joint vocabulary)
+    tie_output: bool = True  # the output projection reuses the target embedding matrix
+    pad_id: int = 0
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("num_encoder_layers", "num_decoder_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.d_model % self.num_heads != 0:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if self.positional not in ("sinusoidal", "learned"):
+            raise ValueError(
+                f"positional must be 'sinusoidal' or 'learned', got {self.positional!r}"
+            )
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one joint vocabulary, but src_vocab_size="
+                f"{self.src_vocab_size} and tgt_vocab_size={self.tgt_vocab_size}"
+            )
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"pad_id {self.pad_id} is outside the vocabularies")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TransformerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TransformerConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+def make_positional(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(d_model, max_len, dropout)
+    if kind == "learned":
+        return LearnedPositionalEmbedding(d_model, max_len, dropout)
+    raise ValueError(f"unknown positional encoding {kind!r}")
+
+
+def init_linear_layers(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every nn.Linear inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Transformer(nn.Module):
+    """The encoder-decoder model, configured by a :class:`TransformerConfig`."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
+        if c.share_embeddings:
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.src_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
+        self.tgt_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
+        self.encoder = TransformerEncoder(
+            c.num_encoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
+            c.norm_first, c.layer_norm_eps,
+        )
+        self.decoder = TransformerDecoder(
+            c.num_decoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
+            c.norm_first, c.layer_norm_eps,
+        )
+        self.generator = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
+        init_linear_layers(self.encoder)
+        init_linear_layers(self.decoder)
+        if c.tie_output:
+            self.generator.weight = self.tgt_embed.embedding.weight
+        else:
+            nn.init.xavier_uniform_(self.generator.weight)
+
+    def _check_tokens(self, tokens: Tensor, name: str) -> None:
+        if tokens.dim() != 2:
+            raise ValueError(f"{name} must have shape (batch, seq_len), got {tuple(tokens.shape)}")
+
+    def source_mask(self, src: Tensor) -> Tensor:
+        """``(batch, 1, 1, src_len)``: True at real source tokens."""
+        return make_padding_mask(src, self.config.pad_id)
+
+    def target_mask(self, tgt: Tensor) -> Tensor:
+        """``(batch, 1, tgt_len, tgt_len)``: causal and not padding."""
+        causal = make_causal_mask(tgt.shape[1], tgt.device)  # (tgt_len, tgt_len)
+        return make_padding_mask(tgt, self.config.pad_id) & causal
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """``src``: ``(batch, src_len)`` ids -> memory ``(batch, src_len, d_model)``."""
+        self._check_tokens(src, "src")
+        src_mask = self.source_mask(src) if src_mask is None else src_mask
+        x = self.src_pos(self.src_embed(src))  # (batch, src_len, d_model)
+        return self.encoder(x, src_mask)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        cache: list[LayerCache] | None = None,
+    ) -> Tensor:
+        """Logits ``(batch, tgt_len, tgt_vocab)`` for the target prefix ``tgt``.
+
+        With a ``cache`` (see :meth:`new_cache`), ``tgt`` holds only the new positions; the
+        earlier ones are read from the cache.
+        """
+        self._check_tokens(tgt, "tgt")
+        start = len(cache[0][0]) if cache else 0
+        if cache is None:
+            tgt_mask = self.target_mask(tgt)  # (batch, 1, tgt_len, tgt_len)
+        elif tgt.shape[1] == 1:
+            tgt_mask = None  # one new position may attend to every cached one and itself
+        else:
+            # New positions start..start+n-1 see every cached position and the new ones up
+            # to themselves: (n, start + n).
+            tgt_mask = make_causal_mask(tgt.shape[1], tgt.device, key_len=start + tgt.shape[1])
+        x = self.tgt_pos(self.tgt_embed(tgt), start=start)  # (batch, tgt_len, d_model)
+        x = self.decoder(x, memory, tgt_mask, src_mask, cache)  # (batch, tgt_len, d_model)
+        return self.generator(x)  # (batch, tgt_len, tgt_vocab)
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Teacher forcing: logits ``(batch, tgt_len, tgt_vocab)`` for every target position."""
+        self._check_tokens(src, "src")
+        self._check_tokens(tgt, "tgt")
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(
+                f"src and tgt must have the same batch size, got {tuple(src.shape)} and "
+                f"{tuple(tgt.shape)}"
+            )
+        src_mask = self.source_mask(src)
+        memory = self.encode(src, src_mask)
+        return self.decode(tgt, memory, src_mask)
+
+    def new_cache(self) -> list[LayerCache]:
+        return self.decoder.new_cache()
+
+    def attention_weights(self) -> dict[str, list[Tensor]]:
+        """The weights of the last forward pass, one ``(batch, heads, q, k)`` tensor per layer:
+        ``encoder`` self-attention, ``decoder`` self-attention and ``cross``-attention."""
+        decoder = self.decoder.attention_weights()
+        return {
+            "encoder": self.encoder.attention_weights(),
+            "decoder": decoder["self"],
+            "cross": decoder["cross"],
+        }
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
