@@ -21,6 +21,11 @@ def test_collate_adds_bos_eos_and_pads_dynamically():
     assert batch.tgt_in.tolist() == [[2, 8, 9, 0, 0], [2, 8, 9, 10, 11]]
     assert batch.tgt_out.tolist() == [[8, 9, 3, 0, 0], [8, 9, 10, 11, 3]]
     assert batch.num_target_tokens == 8
+    assert batch.src_mask.shape == (2, 1, 1, 4)
+    assert batch.src_mask[1, 0, 0].tolist() == [True, True, False, False]
+    assert batch.tgt_mask.shape == (2, 1, 5, 5)
+    assert batch.tgt_mask[0, 0, 4].tolist() == [True, True, True, False, False]  # pads hidden
+    assert batch.tgt_mask[1, 0, 1].tolist() == [True, True, False, False, False]  # causal
     with pytest.raises(ValueError, match="empty"):
         collate_translation([])
 

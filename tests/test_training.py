@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import subprocess
@@ -124,6 +125,25 @@ def test_training_reduces_the_loss_and_writes_history(tmp_path):
     assert len(history) == 6 and history[-1]["step"] == 24
     assert history[-1]["val_loss"] < before - 0.5
     assert (tmp_path / "history.json").exists() and (tmp_path / "latest.pt").exists()
+
+
+def test_validation_can_report_bleu_each_epoch(tmp_path):
+    from transformer_course.generation import greedy_decode
+    from transformer_course.metrics import corpus_bleu
+
+    trainer = make_trainer(tmp_path, dropout=0.0)
+    make_batches = make_task()
+    held_out = make_batches(123)[0]
+
+    def validate(t):
+        hypotheses = greedy_decode(t.model, held_out.src, max_len=7)
+        as_text = [" ".join(map(str, h)) for h in hypotheses]
+        references = [" ".join(str(x) for x in row if x > 3) for row in held_out.tgt_out.tolist()]
+        return {"bleu": corpus_bleu(as_text, references).score}
+
+    history = trainer.fit(make_batches, epochs=2, validate=validate)
+    assert all("bleu" in h and 0 <= h["bleu"] <= 100 for h in history)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 2
 
 
 def test_resuming_gives_exactly_the_uninterrupted_parameters(tmp_path):

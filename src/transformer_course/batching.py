@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from .attention import make_causal_mask, make_padding_mask
+
 __all__ = [
     "TranslationDataset",
     "TranslationBatch",
@@ -83,6 +85,17 @@ class TranslationBatch:
     @property
     def num_target_tokens(self) -> int:
         return int((self.tgt_out != self.pad_id).sum())
+
+    @property
+    def src_mask(self) -> Tensor:
+        """``(batch, 1, 1, src_len)``: True at real source tokens (the encoder's mask)."""
+        return make_padding_mask(self.src, self.pad_id)
+
+    @property
+    def tgt_mask(self) -> Tensor:
+        """``(batch, 1, tgt_len, tgt_len)``: causal and not padding (the decoder's mask)."""
+        causal = make_causal_mask(self.tgt_in.shape[1], self.tgt_in.device)
+        return make_padding_mask(self.tgt_in, self.pad_id) & causal
 
     def to(self, device: torch.device | str) -> TranslationBatch:
         return TranslationBatch(
