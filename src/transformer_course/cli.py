@@ -18,7 +18,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("datasets", nargs="*", choices=["multi30k", "tinytalks"],
                           default=["multi30k", "tinytalks"], help="which data sets (default: both)")
+
+    translator = commands.add_parser("translator", help="the Multi30k German-English translator")
+    actions = translator.add_subparsers(dest="action", required=True, metavar="ACTION")
+    train = actions.add_parser("train", help="train with a recipe profile")
+    train.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default: cpu)")
+    train.add_argument("--output", default=None,
+                       help="run folder (default: runs/translator-PROFILE)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder")
+    train.add_argument("--device", default=None, help="cpu, cuda or mps (default: automatic)")
+    for name, text in (("translate", "translate German sentences"),
+                       ("evaluate", "score a checkpoint on a Multi30k split with sacreBLEU")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--checkpoint", default=None,
+                            help="a model.pt written by train (default: the course's checkpoint)")
+        action.add_argument("--beam", type=int, default=4, help="beam size (1: greedy)")
+        action.add_argument("--device", default=None)
+        if name == "translate":
+            action.add_argument("sentences", nargs="+", help="German sentences")
+            action.add_argument("--attention-image", default=None,
+                                help="save the cross-attention of the first sentence as a PNG")
+        else:
+            action.add_argument("--split", default="test_2016_flickr")
+            action.add_argument("--limit", type=int, default=None, help="first N sentences only")
     return parser
+
+
+def default_translator_checkpoint():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "checkpoints" / "translator-cpu" / "model.pt"
+
+
+def translator_command(args) -> int:
+    from pathlib import Path
+
+    from . import translator
+
+    if args.action == "train":
+        if args.profile not in translator.PROFILES:
+            print(f"error: unknown profile {args.profile!r}; choose from "
+                  f"{sorted(translator.PROFILES)}", file=sys.stderr)
+            return 2
+        output = Path(args.output or f"runs/translator-{args.profile}")
+        summary = translator.train_translator(args.profile, output, seed=args.seed,
+                                              device=args.device, resume=args.resume,
+                                              epochs=args.epochs)
+        beam = summary["evaluation"]["beam"]
+        print(f"BLEU {beam['bleu']:.2f} on test_2016_flickr [{beam['signature']}] after "
+              f"{summary['training_minutes']:.1f} minutes of training; model in {output}")
+        return 0
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_translator_checkpoint()
+    try:
+        model = translator.load_translator(checkpoint, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.action == "translate":
+        for source, target in zip(args.sentences, model.translate(args.sentences, args.beam),
+                                  strict=True):
+            print(f"{source}\n  -> {target}")
+        if args.attention_image:
+            save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
+            print(f"cross-attention saved to {args.attention_image}")
+        return 0
+    translator.evaluate_translator(model, args.split, args.beam, limit=args.limit)
+    return 0
+
+
+def save_cross_attention(model, sentence: str, path: str, beam: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .visualization import plot_attention
+
+    maps = model.cross_attention(sentence, beam_size=beam)
+    weights = maps["weights"][-1].mean(0)  # last layer, averaged over heads
+    ax = plot_attention(weights, maps["output_tokens"], maps["source_tokens"],
+                        title=f"cross-attention (last layer): {maps['translation']}")
+    ax.set_xlabel("German source token")
+    ax.set_ylabel("English output token")
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)
 
 
 def download(names: list[str]) -> int:
@@ -45,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return doctor.run()
     if args.command == "download":
         return download(args.datasets)
+    if args.command == "translator":
+        return translator_command(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
 

@@ -1,0 +1,72 @@
+"""The translation recipe end to end, on its seconds-long smoke profile."""
+
+import dataclasses
+import json
+
+import pytest
+from conftest import load_or_skip
+
+from transformer_course.cli import main
+from transformer_course.datasets import load_multi30k
+from transformer_course.translator import PROFILES, load_translator, train_translator
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    load_or_skip(load_multi30k, "val")
+    output = tmp_path_factory.mktemp("smoke")
+    summary = train_translator("smoke", output, seed=0, progress=False, log=lambda *_: None)
+    return output, summary
+
+
+def test_the_recipe_writes_a_model_a_history_and_a_scored_summary(smoke_run):
+    output, summary = smoke_run
+    assert (output / "model.pt").exists() and (output / "tokenizer.json").exists()
+    history = json.loads((output / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"train_loss", "val_loss", "val_bleu_greedy", "watch"} <= set(history[0])
+    assert history[1]["val_loss"] < history[0]["val_loss"]
+    beam = summary["evaluation"]["beam"]
+    assert "tok:13a" in beam["signature"] and "case:mixed" in beam["signature"]
+    assert summary["evaluation"]["sentences"] == 1000
+    assert json.loads((output / "summary.json").read_text())["profile"]["name"] == "smoke"
+
+
+def test_saved_translator_loads_and_translates(smoke_run):
+    output, _ = smoke_run
+    translator = load_translator(output / "model.pt")
+    assert all(p.dtype.is_floating_point for p in translator.model.parameters())
+    outputs = translator.translate(["Ein Mann liest ein Buch.", "Zwei Hunde."], beam_size=2)
+    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
+    assert translator.translate("Ein Hund.", beam_size=1) == translator.translate(
+        ["Ein Hund."], beam_size=1)[0]
+    maps = translator.cross_attention("Ein Mann liest ein Buch.", beam_size=1)
+    layers, heads, rows, cols = maps["weights"].shape
+    assert rows == len(maps["output_tokens"]) and cols == len(maps["source_tokens"])
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    load_or_skip(load_multi30k, "val")
+    profile = dataclasses.replace(PROFILES["smoke"], train_pairs=500, val_bleu_sentences=16)
+    train_translator(profile, tmp_path, epochs=1, progress=False, log=lambda *_: None)
+    first = json.loads((tmp_path / "history.json").read_text())
+    lines = []
+    train_translator(profile, tmp_path, epochs=2, resume=True, progress=False, log=lines.append)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history[0] == first[0] and [h["epoch"] for h in history] == [1, 2]
+    assert any(line.startswith("resumed at epoch 2") for line in lines)
+
+
+def test_cli_translates_and_saves_the_attention_image(smoke_run, tmp_path, capsys):
+    output, _ = smoke_run
+    image = tmp_path / "attention.png"
+    code = main(["translator", "translate", "Ein Mann liest ein Buch.", "--checkpoint",
+                 str(output / "model.pt"), "--beam", "2", "--attention-image", str(image)])
+    assert code == 0
+    assert "Ein Mann liest ein Buch.\n  -> " in capsys.readouterr().out
+    assert image.stat().st_size > 10_000
+
+
+def test_cli_reports_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["translator", "translate", "Hallo", "--checkpoint", str(tmp_path / "x.pt")]) == 1
+    assert "no translator checkpoint" in capsys.readouterr().err

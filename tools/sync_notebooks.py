@@ -1,0 +1,123 @@
+"""Give every course notebook the standard opening and strip its outputs.
+
+Each notebook under chapters/ starts with:
+
+0. a markdown cell whose first line is the title (``# Chapter 2: ...``), written by the author;
+1. a markdown cell with an "Open in Colab" badge for readers on GitHub, tagged ``remove-cell``
+   so the book (which has its own launch buttons) does not show it;
+2. the setup code cell, tagged ``setup``: it installs the course package when it is missing
+   (Colab, or a notebook opened outside the repository), then nothing else.
+
+Cells 1 and 2 are generated here from the repository URL in _config.yml, the one place it is
+defined. Outputs and execution counts are removed: the book build executes the notebooks.
+
+    python tools/sync_notebooks.py          # rewrite the notebooks
+    python tools/sync_notebooks.py --check  # exit 1 if any notebook is not in this form
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_FOLDERS = ["chapters"]
+
+SETUP_TEMPLATE = '''\
+# Setup: install the course package if this notebook runs where it is missing (e.g. Colab).
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("transformer_course") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "transformer-course @ git+{url}"], check=True)'''
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def repository() -> tuple[str, str]:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/"), config["repository"].get("branch", "main")
+
+
+def colab_url(notebook: Path) -> str:
+    url, branch = repository()
+    path = notebook.resolve().relative_to(ROOT).as_posix()
+    return url.replace("https://github.com/", "https://colab.research.google.com/github/") + (
+        f"/blob/{branch}/{path}"
+    )
+
+
+def badge_cell(notebook: Path) -> nbformat.NotebookNode:
+    source = (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({colab_url(notebook)})"
+    )
+    return nbformat.v4.new_markdown_cell(source, metadata={"tags": ["remove-cell"]})
+
+
+def setup_cell() -> nbformat.NotebookNode:
+    url, _ = repository()
+    return nbformat.v4.new_code_cell(SETUP_TEMPLATE.format(url=url),
+                                     metadata={"tags": ["setup"]})
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def normalized(notebook_path: Path) -> nbformat.NotebookNode:
+    """The notebook as it should be stored."""
+    nb = nbformat.read(notebook_path, as_version=4)
+    cells = [c for c in nb.cells if "setup" not in _tags(c) and "colab-badge" not in _tags(c)
+             and not (c.cell_type == "markdown" and "colab-badge.svg" in c.source)]
+    if not cells or cells[0].cell_type != "markdown" or not cells[0].source.startswith("# "):
+        raise ValueError(f"{notebook_path}: the first cell must be markdown starting '# Title'")
+    for cell in cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags",)}
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.pop("id", None)
+    badge = badge_cell(notebook_path)
+    badge.metadata["tags"].append("colab-badge")
+    new = nbformat.v4.new_notebook()
+    new.cells = [cells[0], badge, setup_cell(), *cells[1:]]
+    new.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    for number, cell in enumerate(new.cells):
+        cell["id"] = f"cell-{number}"  # stable ids keep diffs small
+    return new
+
+
+def notebooks() -> list[Path]:
+    return sorted(p for folder in NOTEBOOK_FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report; change nothing")
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all)")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in args.paths or notebooks():
+        wanted = nbformat.writes(normalized(path)) + "\n"
+        if path.read_text(encoding="utf-8") != wanted:
+            stale.append(path)
+            if not args.check:
+                path.write_text(wanted, encoding="utf-8")
+    if stale:
+        verb = "need" if args.check else "rewrote"
+        print(f"{verb} syncing: " + ", ".join(str(p.relative_to(ROOT)) for p in stale))
+        if args.check:
+            print("run: python tools/sync_notebooks.py")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
