@@ -8,6 +8,7 @@ from transformer_course import set_seed
 from transformer_course.datasets import DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn, never shown
 # CI sets TRANSFORMER_COURSE_DATA; a developer checkout with ../shared beside it works the same.
 if not os.environ.get("TRANSFORMER_COURSE_DATA") and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["TRANSFORMER_COURSE_DATA"] = str(ROOT.parent / "shared" / "data")

@@ -5,8 +5,9 @@ Each notebook under chapters/ starts with:
 0. a markdown cell whose first line is the title (``# Chapter 2: ...``), written by the author;
 1. a markdown cell with an "Open in Colab" badge for readers on GitHub, tagged ``remove-cell``
    so the book (which has its own launch buttons) does not show it;
-2. the setup code cell, tagged ``setup``: it installs the course package when it is missing
-   (Colab, or a notebook opened outside the repository), then nothing else.
+2. the setup code cell, tagged ``setup`` (and ``hide-input``: collapsed on the site); it
+   installs the course package when it is missing (Colab, or a notebook opened outside the
+   repository), then nothing else.
 
 Cells 1 and 2 are generated here from the repository URL in _config.yml, the one place it is
 defined. Outputs and execution counts are removed: the book build executes the notebooks.
@@ -33,9 +34,10 @@ import importlib.util
 import subprocess
 import sys
 
+REPOSITORY = "{url}"
 if importlib.util.find_spec("transformer_course") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "transformer-course @ git+{url}"], check=True)'''
+                    f"transformer-course @ git+{{REPOSITORY}}"], check=True)'''
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -63,8 +65,9 @@ def badge_cell(notebook: Path) -> nbformat.NotebookNode:
 
 def setup_cell() -> nbformat.NotebookNode:
     url, _ = repository()
+    # Collapsed on the site (readers can open it); it runs first everywhere.
     return nbformat.v4.new_code_cell(SETUP_TEMPLATE.format(url=url),
-                                     metadata={"tags": ["setup"]})
+                                     metadata={"tags": ["setup", "hide-input"]})
 
 
 def _tags(cell) -> list[str]:
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all)")
     args = parser.parse_args(argv)
     stale = []
-    for path in args.paths or notebooks():
+    for path in [p.resolve() for p in args.paths] or notebooks():
         wanted = nbformat.writes(normalized(path)) + "\n"
         if path.read_text(encoding="utf-8") != wanted:
             stale.append(path)

@@ -92,9 +92,10 @@ class LearnedPositionalEmbedding(nn.Module):
 class TokenEmbedding(nn.Module):
     """Token ids to vectors, multiplied by sqrt(d_model).
 
-    The scaling keeps embeddings (initialised with unit variance) on the scale of the
-    positional encodings instead of being drowned by them, and it is what the original paper
-    does when the embedding matrix is shared with the output projection.
+    The embeddings are initialised with standard deviation ``d_model ** -0.5``, the scale that
+    suits them as the (tied) output projection; multiplied by sqrt(d_model), their entries
+    have unit scale on input, comparable with the positional encodings in [-1, 1] instead of
+    being drowned by them. The original paper does the same.
     """
 
     def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
