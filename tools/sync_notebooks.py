@@ -1,6 +1,7 @@
 """Give every course notebook the standard opening and strip its outputs.
 
-Each notebook under chapters/ starts with:
+The course notebooks are the chapters, chapters/*.ipynb, and the nbgrader sources of the
+assignments, solutions/<assignment>/<assignment>.ipynb. Each starts with:
 
 0. a markdown cell whose first line is the title (``# Chapter 2: ...``), written by the author;
 1. a markdown cell with an "Open in Colab" badge for readers on GitHub, tagged ``remove-cell``
@@ -10,7 +11,10 @@ Each notebook under chapters/ starts with:
    repository), then nothing else.
 
 Cells 1 and 2 are generated here from the repository URL in _config.yml, the one place it is
-defined. Outputs and execution counts are removed: the book build executes the notebooks.
+defined. An assignment's badge opens its released version, exercises/<assignment>/..., which
+nbgrader generates from the source with these two cells unchanged (`make exercises`). Outputs,
+execution counts and cell metadata other than tags and nbgrader's are removed: the book build
+executes the chapters, nbgrader the assignments.
 
     python tools/sync_notebooks.py          # rewrite the notebooks
     python tools/sync_notebooks.py --check  # exit 1 if any notebook is not in this form
@@ -26,7 +30,8 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_FOLDERS = ["chapters"]
+NOTEBOOK_PATTERNS = ["chapters/*.ipynb", "solutions/*/*.ipynb"]
+KEPT_METADATA = ("tags", "nbgrader")  # nbgrader's marks an assignment's graded cells
 
 SETUP_TEMPLATE = '''\
 # Setup: install the course package if this notebook runs where it is missing (e.g. Colab).
@@ -50,6 +55,8 @@ def repository() -> tuple[str, str]:
 def colab_url(notebook: Path) -> str:
     url, branch = repository()
     path = notebook.resolve().relative_to(ROOT).as_posix()
+    if path.startswith("solutions/"):  # students open the released assignment, not the source
+        path = "exercises/" + path.removeprefix("solutions/")
     return url.replace("https://github.com/", "https://colab.research.google.com/github/") + (
         f"/blob/{branch}/{path}"
     )
@@ -82,7 +89,7 @@ def normalized(notebook_path: Path) -> nbformat.NotebookNode:
     if not cells or cells[0].cell_type != "markdown" or not cells[0].source.startswith("# "):
         raise ValueError(f"{notebook_path}: the first cell must be markdown starting '# Title'")
     for cell in cells:
-        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags",)}
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEPT_METADATA}
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -98,7 +105,7 @@ def normalized(notebook_path: Path) -> nbformat.NotebookNode:
 
 
 def notebooks() -> list[Path]:
-    return sorted(p for folder in NOTEBOOK_FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
+    return sorted(p for pattern in NOTEBOOK_PATTERNS for p in ROOT.glob(pattern))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("datasets", nargs="*", choices=["multi30k", "tinytalks"],
                           default=["multi30k", "tinytalks"], help="which data sets (default: both)")
+
+    grade = commands.add_parser(
+        "grade", help="autograde a folder of submitted assignment notebooks (for instructors)")
+    grade.add_argument("assignment", help="the assignment, e.g. ch02_attention (or just ch02)")
+    grade.add_argument("folder", help="the submissions: one <student id>.ipynb per student")
+    grade.add_argument("--output", default=None,
+                       help="where grades.csv and feedback/ go (default: grades/ASSIGNMENT)")
+    grade.add_argument("--course-dir", default=None,
+                       help="grade in this nbgrader course directory and keep it, e.g. to grade "
+                            "the written answers in formgrader afterwards (default: a temporary "
+                            "one)")
+    grade.add_argument("--repository", default=None,
+                       help="the course repository, with nbgrader_config.py and solutions/ "
+                            "(default: found from the current directory)")
 
     translator = commands.add_parser("translator", help="the Multi30k German-English translator")
     actions = translator.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -104,6 +119,32 @@ def save_cross_attention(model, sentence: str, path: str, beam: int) -> None:
     ax.figure.savefig(path, dpi=120)
 
 
+def grade_command(args) -> int:
+    try:
+        from . import grading
+    except ImportError as error:
+        print(f"error: grading needs nbgrader ({error}); install it with: pip install nbgrader",
+              file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    try:
+        report = grading.grade_folder(args.assignment, args.folder, args.output,
+                                      args.course_dir, args.repository)
+    except grading.GradingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if "unknown assignment" in str(error) else 1
+    print(f"{report.assignment}: {len(report.submissions)} submissions")
+    print(grading.format_table(report))
+    feedback = sum(s.feedback is not None for s in report.submissions)
+    print(f"grades.csv and {feedback} feedback reports in {report.output} "
+          f"({time.perf_counter() - start:.0f} s)")
+    failed = [s.student for s in report.submissions if s.error] + report.skipped
+    if failed:
+        print(f"error: {len(failed)} files could not be graded (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def download(names: list[str]) -> int:
     from .datasets import MULTI30K_SPLITS, DatasetError, load_multi30k, load_tinytalks
 
@@ -128,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return doctor.run()
     if args.command == "download":
         return download(args.datasets)
+    if args.command == "grade":
+        return grade_command(args)
     if args.command == "translator":
         return translator_command(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
