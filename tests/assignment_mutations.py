@@ -93,4 +93,156 @@ MUTATIONS: dict[str, list[Mutation]] = {
                  "scaled = embedding_weight[tokens] * math.sqrt(d_model)",
                  "scaled = embedding_weight[tokens]", ("input",)),
     ],
+    "ch05_tokenization": [
+        Mutation("pairs counted once per occurrence, not weighted by the word's count",
+                 "pair_counts[pair] = pair_counts.get(pair, 0) + count",
+                 "pair_counts[pair] = pair_counts.get(pair, 0) + 1",
+                 ("count_pairs", "train_bpe")),
+        Mutation("merge scanned from right to left: ('a', 'a', 'a') becomes ('a', 'aa')",
+                 "        i = 0\n"
+                 "        while i < len(symbols):\n"
+                 "            if symbols[i:i + 2] == pair:\n"
+                 "                new_symbols.append(merged_symbol)\n"
+                 "                i += 2  # the right symbol is used up\n"
+                 "            else:\n"
+                 "                new_symbols.append(symbols[i])\n"
+                 "                i += 1\n",
+                 "        i = len(symbols)\n"
+                 "        while i > 0:\n"
+                 "            if symbols[max(i - 2, 0):i] == pair:\n"
+                 "                new_symbols.insert(0, merged_symbol)\n"
+                 "                i -= 2\n"
+                 "            else:\n"
+                 "                new_symbols.insert(0, symbols[i - 1])\n"
+                 "                i -= 1\n",
+                 ("merge_pair", "train_bpe")),
+        Mutation("ties broken by the order the pairs were counted in, not by their strings",
+                 "best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))",
+                 "best = max(pair_counts, key=pair_counts.get)", ("train_bpe",)),
+        Mutation("min_frequency off by one: a pair seen exactly min_frequency times is refused",
+                 "if pair_counts[best] < min_frequency:",
+                 "if pair_counts[best] <= min_frequency:", ("train_bpe",)),
+        Mutation("encoding merges the leftmost known pair instead of the earliest-learned one",
+                 "best = min(adjacent, key=lambda pair: ranks.get(pair, len(ranks)))",
+                 "best = next((pair for pair in adjacent if pair in ranks), None)",
+                 ("encode_word",)),
+    ],
+    "ch06_feedforward_normalization": [
+        Mutation("unbiased variance (torch.var's default, divided by d - 1) in LayerNorm",
+                 "variance = centred.pow(2).mean(dim=-1, keepdim=True)",
+                 "variance = x.var(dim=-1, keepdim=True)", ("layer_norm",)),
+        Mutation("epsilon added outside the square root",
+                 "x_hat = centred / torch.sqrt(variance + eps)",
+                 "x_hat = centred / (torch.sqrt(variance) + eps)", ("layer_norm",)),
+        Mutation("GELU's tanh approximation instead of the exact x * Phi(x)",
+                 "hidden = hidden * 0.5 * (1.0 + torch.erf(hidden / math.sqrt(2.0)))",
+                 "hidden = 0.5 * hidden * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi)"
+                 " * (hidden + 0.044715 * hidden**3)))", ("ffn",)),
+        Mutation("FFN parameters counted without the biases",
+                 "biases = d_ff + d_model if bias else 0",
+                 "biases = 0", ("count",)),
+        Mutation("post-norm and pre-norm swapped",
+                 "return x + sublayer(norm(x))  # pre-norm: the stream itself is never normalized"
+                 "\n    return norm(x + sublayer(x))  # post-norm",
+                 "return norm(x + sublayer(x))  # post-norm"
+                 "\n    return x + sublayer(norm(x))  # pre-norm", ("residual",)),
+    ],
+    "ch07_encoder": [
+        Mutation("pre-norm residual added to the normalized copy instead of the stream",
+                 "x = x + self_attn(h, h, h, mask)[0]",
+                 "x = h + self_attn(h, h, h, mask)[0]", ("layer",)),
+        Mutation("course mask passed to PyTorch without inverting it (True = padding there)",
+                 "key_padding_mask = None if mask is None else ~mask[:, 0, 0]",
+                 "key_padding_mask = None if mask is None else mask[:, 0, 0]", ("layer",)),
+        Mutation("padding mask off by one: position `length` counted as a real token",
+                 "real = positions[None, :] < lengths[:, None]",
+                 "real = positions[None, :] <= lengths[:, None]", ("mask",)),
+        Mutation("padding put on the left of the sentence instead of the right",
+                 "torch.tensor([sentence + [pad_id] * num_padding])",
+                 "torch.tensor([[pad_id] * num_padding + sentence])", ("invariance",)),
+        Mutation("LayerNorm counted with its scale only, its shift beta forgotten",
+                 "one_norm = 2 * d_model if bias else d_model",
+                 "one_norm = d_model", ("count",)),
+    ],
+    "ch08_decoder": [
+        Mutation("causal mask off by one: a position may not attend to itself",
+                 "allowed.tril(diagonal=key_len - query_len)",
+                 "allowed.tril(diagonal=key_len - query_len - 1)", ("masks",)),
+        Mutation("causal and padding masks combined with OR instead of AND",
+                 "return real_keys & causal", "return real_keys | causal", ("masks",)),
+        Mutation("shift right forgets </s>: tgt_out is the target and padding only",
+                 "tgt_out[torch.arange(batch), lengths] = eos_id", "pass", ("shift",)),
+        Mutation("cross-attention mask built from the target instead of the source",
+                 "make_padding_mask(batch.src, batch.pad_id)",
+                 "make_padding_mask(batch.tgt_in, batch.pad_id)", ("cross",)),
+        Mutation("causality test compares positions 0..t-1, leaving out position t",
+                 "past = difference[:, : t + 1].max().item()",
+                 "past = difference[:, :t].max().item()", ("causality",)),
+    ],
+    "ch09_generation": [
+        Mutation("logits multiplied by the temperature instead of divided",
+                 "scaled = logits.float() / temperature",
+                 "scaled = logits.float() * temperature", ("sampling",)),
+        Mutation("top-k applied to the probabilities after the softmax, without renormalising",
+                 'scaled = scaled.masked_fill(scaled < kth_largest, float("-inf"))',
+                 "return torch.softmax(scaled, dim=-1).masked_fill(scaled < kth_largest, 0.0)",
+                 ("sampling",)),
+        Mutation("beam step forgets the hypotheses' running scores",
+                 "candidates = beam_scores[:, None] + log_probs",
+                 "candidates = log_probs", ("beam_step",)),
+        Mutation("beam step takes the top k of each hypothesis, beam by beam, not over all",
+                 "top_scores, flat_index = candidates.flatten().topk(n_best)",
+                 "top_scores, token_index = candidates.topk(min(beam_size, vocab), dim=-1)\n"
+                 "    flat_index = (torch.arange(live)[:, None] * vocab + token_index).flatten()\n"
+                 "    top_scores = top_scores.flatten()", ("beam_step",)),
+        Mutation("cached decoding feeds the whole sequence again at every step",
+                 "step_input = next_token if use_cache else tokens",
+                 "step_input = tokens", ("kv_cache",)),
+    ],
+    "ch10_training": [
+        Mutation("smoothing spread over the V - 1 wrong ids with 1 - eps on the target, not "
+                 "eps / V over all ids as F.cross_entropy does",
+                 "uniform_share = smoothing / vocab_size  # what every id gets from the smoothing\n"
+                 "    q = torch.full((*target.shape, vocab_size), uniform_share)  # (..., V)\n"
+                 "    on_target = torch.full((*target.shape, 1), 1.0 - smoothing)  # (..., 1)\n"
+                 "    q = q.scatter_add(-1, safe_target.unsqueeze(-1), on_target)  # (..., V)",
+                 "uniform_share = smoothing / (vocab_size - 1)  # over the V - 1 wrong ids\n"
+                 "    q = torch.full((*target.shape, vocab_size), uniform_share)  # (..., V)\n"
+                 "    on_target = torch.full((*target.shape, 1), 1.0 - smoothing)  # (..., 1)\n"
+                 "    q = q.scatter(-1, safe_target.unsqueeze(-1), on_target)  # (..., V)",
+                 ("label_smoothing",)),
+        Mutation("padding positions counted in the mean of the loss",
+                 "return per_position[is_real].mean()  # the mean over real tokens only",
+                 "return per_position.mean()  # the mean over every position",
+                 ("label_smoothing",)),
+        Mutation("warm-up peak one step late (step / w): the first update gets learning rate 0",
+                 "return (step + 1) / warmup_steps",
+                 "return step / warmup_steps", ("schedules",)),
+        Mutation("each gradient tensor clipped by its own norm instead of the global norm",
+                 "gradient.mul_(scale)",
+                 "gradient.mul_((max_norm / (gradient.norm() + 1e-6)).clamp(max=1.0))",
+                 ("clipping",)),
+        Mutation("PyTorch's random generator state not restored: other dropout masks on resume",
+                 'torch.set_rng_state(checkpoint["rng"]["torch"])',
+                 "pass", ("checkpoint",)),
+    ],
+    "ch11_evaluation": [
+        Mutation("clipped by the sum of the reference counts instead of their maximum",
+                 "max_reference_counts[gram] = max(max_reference_counts[gram], count)",
+                 "max_reference_counts[gram] += count", ("clipped",)),
+        Mutation("shortest reference length instead of the closest",
+                 "return min(ref_lens, key=lambda ref_len: (abs(ref_len - hyp_len), ref_len))",
+                 "return min(ref_lens)", ("brevity",)),
+        Mutation("brevity penalty applied to long hypotheses too (BP > 1)",
+                 "if hyp_len >= ref_len:",
+                 "if hyp_len == ref_len:", ("brevity",)),
+        Mutation("corpus BLEU as the mean of the sentence BLEUs",
+                 "return bleu_from_statistics(corpus_stats, max_n)",
+                 "return sum(bleu_from_statistics(s, max_n) for s in sentence_stats)"
+                 " / len(sentence_stats)", ("corpus",)),
+        Mutation("precisions averaged arithmetically instead of geometrically",
+                 "return 100 * bp * math.exp(log_mean)",
+                 "return 100 * bp * sum(m / t for m, t in zip(matches, totals)) / max_n",
+                 ("corpus",)),
+    ],
 }

@@ -14,8 +14,9 @@ the scores from nbgrader's gradebook (autograde succeeds even when tests fail):
   test cells were deleted or edited is graded with the original tests.
 
 Each submission runs in its own Jupyter kernel, which imports torch: 4-5 s of CPU per
-submission, about 30 submissions for chapters 1-4 plus one 30 s timeout; the whole module
-takes about 3.5 minutes on a 2-core machine, which is why the grading tests are marked slow.
+submission, the solution, the blank and 2-5 mistakes per assignment, plus one 30 s timeout;
+the whole module takes several minutes on a 2-core machine, which is why the grading tests
+are marked slow.
 """
 
 import importlib.util
