@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from conftest import load_or_skip
@@ -70,3 +71,33 @@ def test_cli_translates_and_saves_the_attention_image(smoke_run, tmp_path, capsy
 def test_cli_reports_a_missing_checkpoint(tmp_path, capsys):
     assert main(["translator", "translate", "Hallo", "--checkpoint", str(tmp_path / "x.pt")]) == 1
     assert "no translator checkpoint" in capsys.readouterr().err
+
+
+def test_cli_evaluates_several_splits_into_json(smoke_run, tmp_path, capsys):
+    output, _ = smoke_run
+    scores = tmp_path / "scores.json"
+    code = main(["translator", "evaluate", "--checkpoint", str(output / "model.pt"), "--beam",
+                 "2", "--split", "val", "test_2016_flickr", "--limit", "8", "--json", str(scores)])
+    assert code == 0
+    results = json.loads(scores.read_text())
+    assert {"val", "test_2016_flickr"} <= set(results)
+    assert results["val"]["sentences"] == 8
+    assert results["val"]["beam"]["beam_size"] == 2 and results["val"]["greedy"]["beam_size"] == 1
+    assert "test_2016_flickr beam (beam 2): BLEU" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_unknown_split_before_loading_anything(tmp_path, capsys):
+    code = main(["translator", "evaluate", "--split", "test_2019", "--checkpoint",
+                 str(tmp_path / "missing.pt")])
+    assert code == 2
+    assert "unknown Multi30k split 'test_2019'" in capsys.readouterr().err
+
+
+def test_the_committed_checkpoint_matches_its_logged_run():
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "results" / "translator-cpu" / "summary.json").read_text())
+    assert summary["profile"]["name"] == "cpu" and summary["training_minutes"] <= 60
+    assert summary["evaluation"]["beam"]["bleu"] >= 35
+    translator = load_translator(root / "checkpoints" / "translator-cpu" / "model.pt")
+    assert translator.model.num_parameters() == summary["parameters"]
+    assert translator.translate("Ein Mann liest ein Buch.", beam_size=1) == "A man reads a book."

@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--attention-image", default=None,
                                 help="save the cross-attention of the first sentence as a PNG")
         else:
-            action.add_argument("--split", default="test_2016_flickr")
+            action.add_argument("--split", nargs="+", default=["test_2016_flickr"],
+                                help="one or more Multi30k splits (default: test_2016_flickr)")
             action.add_argument("--limit", type=int, default=None, help="first N sentences only")
+            action.add_argument("--json", default=None,
+                                help="also write the scores of every split to this JSON file")
     return parser
 
 
@@ -85,6 +88,14 @@ def translator_command(args) -> int:
         print(f"BLEU {beam['bleu']:.2f} on test_2016_flickr [{beam['signature']}] after "
               f"{summary['training_minutes']:.1f} minutes of training; model in {output}")
         return 0
+    if args.action == "evaluate":
+        from .datasets import MULTI30K_SPLITS
+
+        unknown = [split for split in args.split if split not in MULTI30K_SPLITS]
+        if unknown:
+            print(f"error: unknown Multi30k split {unknown[0]!r}; choose from "
+                  f"{sorted(MULTI30K_SPLITS)}", file=sys.stderr)
+            return 2
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_translator_checkpoint()
     try:
         model = translator.load_translator(checkpoint, args.device)
@@ -99,7 +110,15 @@ def translator_command(args) -> int:
             save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
             print(f"cross-attention saved to {args.attention_image}")
         return 0
-    translator.evaluate_translator(model, args.split, args.beam, limit=args.limit)
+    results = {split: translator.evaluate_translator(model, split, args.beam, limit=args.limit)
+               for split in args.split}
+    if args.json:
+        import json
+
+        results = {"checkpoint": str(checkpoint), "command": " ".join(sys.argv), **results}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"scores written to {args.json}")
     return 0
 
 
