@@ -25,6 +25,7 @@ from .device import get_device, set_seed
 from .generation import beam_search, greedy_decode
 from .metrics import evaluate_translations
 from .tokenizers import BPETokenizer
+from .torch_transformer import TorchTransformer
 from .training import LabelSmoothingLoss, Trainer, make_scheduler, warmup_cosine_schedule
 from .transformer import Transformer, TransformerConfig
 
@@ -35,7 +36,12 @@ __all__ = [
     "train_translator",
     "load_translator",
     "WATCH_SENTENCES",
+    "ARCHITECTURES",
 ]
+
+# The model classes a recipe can train: the course's from-scratch layers, or PyTorch's
+# nn.Transformer around the same embeddings and output layer (chapter 14's comparison).
+ARCHITECTURES = {"ours": Transformer, "pytorch": TorchTransformer}
 
 # Sentences translated after every epoch, so the log shows the model learning.
 WATCH_SENTENCES = [
@@ -152,12 +158,14 @@ class Translator:
             chunk = order[start : start + batch_size]
             src = self.encode_sources([sentences[i] for i in chunk])
             max_len = min(int(src.shape[1] * 1.5) + 10, self.model.config.max_len - 1)
+            use_cache = getattr(self.model, "supports_cache", True)
             if beam_size == 1:
                 ids = greedy_decode(self.model, src, self.tokenizer.bos_id,
-                                    self.tokenizer.eos_id, max_len)
+                                    self.tokenizer.eos_id, max_len, use_cache=use_cache)
             else:
                 ids = beam_search(self.model, src, beam_size, self.tokenizer.bos_id,
-                                  self.tokenizer.eos_id, max_len, alpha=length_penalty)
+                                  self.tokenizer.eos_id, max_len, alpha=length_penalty,
+                                  use_cache=use_cache)
             for i, token_ids in zip(chunk, ids, strict=True):
                 outputs[i] = self.tokenizer.decode(token_ids)
         translations = [outputs[i] for i in range(len(sentences))]
@@ -191,7 +199,9 @@ class Translator:
                  for k, v in self.model.state_dict().items()}
         tokenizer_path = Path(path).with_suffix(".tokenizer.json")
         self.tokenizer.save(tokenizer_path)
-        save_atomic({"config": self.model.config.to_dict(), "model": state,
+        architecture = next(k for k, v in ARCHITECTURES.items() if type(self.model) is v)
+        save_atomic({"config": self.model.config.to_dict(), "architecture": architecture,
+                     "model": state,
                      "tokenizer": tokenizer_path.read_text(encoding="utf-8"),
                      "info": self.info}, path)
         tokenizer_path.unlink()
@@ -211,9 +221,10 @@ def load_translator(path: str | Path, device: str | torch.device | None = None) 
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
         config = TransformerConfig.from_dict(data["config"])
+        model_class = ARCHITECTURES[data.get("architecture", "ours")]
     except Exception as error:
         raise ValueError(f"{path} is not a translator checkpoint: {error}") from error
-    model = Transformer(config)
+    model = model_class(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in data["model"].items()})
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,14 +267,21 @@ def train_translator(
     epochs: int | None = None,
     log=print,
     progress: bool = True,
+    architecture: str = "ours",
 ) -> dict:
     """Run the recipe of ``profile``; write the run's files to ``output_dir``.
+
+    ``architecture`` picks the model class (see :data:`ARCHITECTURES`); everything else
+    (data, vocabulary, batches, optimizer, schedule, epochs, evaluation) is the profile's.
 
     Files: ``tokenizer.json``, ``latest.pt`` (resumable trainer checkpoint), ``epoch_N.pt``
     (weights of the last epochs, for averaging), ``history.json`` (one record per epoch),
     ``model.pt`` (the final, averaged model in fp16) and ``summary.json``. Returns the summary.
     """
     profile = PROFILES[profile] if isinstance(profile, str) else profile
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of "
+                         f"{sorted(ARCHITECTURES)}")
     epochs = profile.epochs if epochs is None else epochs
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -301,7 +319,7 @@ def train_translator(
         share_embeddings=True, tie_output=True, pad_id=tokenizer.pad_id, max_len=256,
         **profile.model,
     )
-    model = Transformer(config).to(device)
+    model = ARCHITECTURES[architecture](config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=profile.peak_lr, betas=(0.9, 0.98),
                                   eps=1e-9, weight_decay=profile.weight_decay)
     steps_per_epoch = len(sampler)
@@ -344,7 +362,8 @@ def train_translator(
     trainer = Trainer(model, optimizer, compute_loss, scheduler, grad_clip=profile.grad_clip,
                       device=device, checkpoint_path=output_dir / "latest.pt",
                       history_path=output_dir / "history.json", progress=progress)
-    trainer.extra_state = {"profile": dataclasses.asdict(profile), "seed": seed}
+    trainer.extra_state = {"profile": dataclasses.asdict(profile), "seed": seed,
+                           "architecture": architecture}
     if resume and (output_dir / "latest.pt").exists():
         trainer.load_checkpoint(output_dir / "latest.pt")
         log(f"resumed at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
@@ -357,14 +376,16 @@ def train_translator(
     last = last[-profile.average_last:]
     model.load_state_dict(_average_states(last))
     translator.info = {
-        "profile": profile.name, "seed": seed, "epochs": len(history),
+        "profile": profile.name, "architecture": architecture, "seed": seed,
+        "epochs": len(history),
         "averaged_epochs": [int(p.stem.split("_")[1]) for p in last],
         "training_seconds": training_seconds, "git_commit": _git_commit(),
     }
     summary = {
         **translator.info,
         "profile": dataclasses.asdict(profile),
-        "command": f"transformer-course translator train --profile {profile.name} --seed {seed}",
+        "command": f"transformer-course translator train --profile {profile.name} --seed {seed}"
+                   + ("" if architecture == "ours" else f" --architecture {architecture}"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "device": str(device)},
