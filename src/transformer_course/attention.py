@@ -21,6 +21,7 @@ from torch import Tensor
 
 __all__ = [
     "scaled_dot_product_attention",
+    "uniform_attention_weights",
     "make_padding_mask",
     "make_causal_mask",
     "to_pytorch_mask",
@@ -125,6 +126,36 @@ def scaled_dot_product_attention(
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     output = torch.matmul(attended, value)  # (..., q_len, d_v)
     return output, weights
+
+
+def uniform_attention_weights(
+    scores_shape: tuple[int, ...] | torch.Size,
+    mask: Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Attention weights that ignore the content: each query spreads its attention evenly over
+    the keys it may attend to (an ablation: what can a model do when attention cannot select?).
+
+    Args:
+        scores_shape: ``(..., q_len, k_len)``, the shape the attention scores would have.
+        mask: boolean, broadcastable to ``scores_shape``; True = may attend.
+
+    Returns:
+        ``scores_shape`` weights: ``1 / n`` on the ``n`` allowed keys of each row, 0 on the
+        masked ones, and an all-zero row where nothing is allowed (as in
+        :func:`scaled_dot_product_attention`). Under a causal mask, query ``i`` gives
+        ``1 / (i + 1)`` to each of keys ``0..i``: a running mean of the values.
+    """
+    shape = tuple(scores_shape)
+    if len(shape) < 2:
+        raise ValueError(f"scores_shape must be (..., q_len, k_len), got {shape}")
+    if mask is None:
+        return torch.full(shape, 1.0 / shape[-1], dtype=dtype, device=device)
+    check_mask(mask, shape)
+    allowed = mask.to(dtype=dtype, device=device).expand(shape)  # (..., q_len, k_len) 0/1
+    counts = allowed.sum(dim=-1, keepdim=True)  # (..., q_len, 1) allowed keys per query
+    return allowed / counts.clamp(min=1.0)  # a fully masked row stays all zeros
 
 
 def make_padding_mask(tokens: Tensor, pad_id: int) -> Tensor:

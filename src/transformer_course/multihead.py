@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention import scaled_dot_product_attention
+from .attention import scaled_dot_product_attention, uniform_attention_weights
 
-__all__ = ["MultiHeadAttention", "KVCache"]
+__all__ = ["MultiHeadAttention", "KVCache", "use_uniform_attention"]
 
 
 class KVCache:
@@ -62,12 +62,24 @@ class MultiHeadAttention(nn.Module):
         num_heads: number of heads, each of width ``d_k = d_model // num_heads``.
         dropout: dropout on the attention weights during training.
         bias: whether the four projections have biases.
+        uniform: replace the softmax weights by uniform ones over the allowed keys (see
+            :func:`~transformer_course.attention.uniform_attention_weights`): the values are
+            still projected and mixed, but no query can select a key. An ablation, used by
+            the TinyTalks capstone to show that a task needs attention; switch a whole model
+            with :func:`use_uniform_attention`.
 
     After each call, ``attention_weights`` holds the weights just computed (detached),
     ``(batch, heads, q_len, k_len)``, so a trained model's maps can be read layer by layer.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        uniform: bool = False,
+    ):
         super().__init__()
         if num_heads < 1 or d_model % num_heads != 0:
             raise ValueError(
@@ -78,6 +90,7 @@ class MultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.d_k = d_model // num_heads
         self.dropout = dropout
+        self.uniform = uniform
         self.W_Q = nn.Linear(d_model, d_model, bias=bias)
         self.W_K = nn.Linear(d_model, d_model, bias=bias)
         self.W_V = nn.Linear(d_model, d_model, bias=bias)
@@ -150,8 +163,26 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.update(k, v)  # (batch, heads, cached_len + k_len, d_k)
 
         dropout_p = self.dropout if self.training else 0.0
-        heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        if self.uniform:
+            # The ablation: the scores q k^T are never computed, so W_Q and W_K get no gradient.
+            weights = uniform_attention_weights((*q.shape[:-1], k.shape[-2]), mask, q.dtype,
+                                                q.device)  # (batch, heads, q_len, k_len)
+            heads = torch.matmul(weights, v)  # (batch, heads, q_len, d_k)
+        else:
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         # heads: (batch, heads, q_len, d_k); weights: (batch, heads, q_len, k_len)
         self.attention_weights = weights.detach()
         output = self.W_O(self.merge_heads(heads))  # (batch, q_len, d_model)
         return output, weights
+
+
+def use_uniform_attention(model: nn.Module, enabled: bool = True) -> int:
+    """Switch every :class:`MultiHeadAttention` inside ``model`` to uniform weights (or back).
+
+    Returns how many attention modules were switched, so a caller can check that the model
+    has any. The weights of the model are untouched: switching back restores the original.
+    """
+    modules = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    for module in modules:
+        module.uniform = enabled
+    return len(modules)
