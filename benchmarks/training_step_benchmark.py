@@ -1,9 +1,10 @@
 """One training step of our encoder-decoder against nn.Transformer of the same size.
 
-Both models share the same token embeddings, sinusoidal positions and output projection
-(from the package); only the encoder and decoder stacks differ: ours (from scratch) versus
-``nn.Transformer`` (PyTorch's, in training mode). A step is forward, label-smoothed loss,
-backward and an Adam update, on a batch shaped like a Multi30k batch.
+Both models have the same token embeddings, sinusoidal positions and output projection (from
+the package); only the encoder and decoder stacks differ: ours (from scratch) versus
+``nn.Transformer``'s (:class:`transformer_course.torch_transformer.TorchTransformer`, in
+training mode). A step is forward, label-smoothed loss, backward and an Adam update, on a
+batch shaped like a Multi30k batch.
 
     python benchmarks/training_step_benchmark.py     # writes results/training_step_benchmark.json
 """
@@ -14,38 +15,10 @@ import argparse
 
 import torch
 from common import median_times, write_result
-from torch import nn
 
-from transformer_course import Transformer, TransformerConfig, make_causal_mask
-from transformer_course.attention import to_pytorch_mask
+from transformer_course import Transformer, TransformerConfig
+from transformer_course.torch_transformer import TorchTransformer
 from transformer_course.training import LabelSmoothingLoss
-
-
-class TorchStackTransformer(nn.Module):
-    """Our embeddings and generator around ``nn.Transformer``'s encoder and decoder."""
-
-    def __init__(self, ours: Transformer):
-        super().__init__()
-        c = ours.config
-        self.config = c
-        self.src_embed, self.tgt_embed = ours.src_embed, ours.tgt_embed
-        self.src_pos, self.tgt_pos = ours.src_pos, ours.tgt_pos
-        self.generator = ours.generator
-        self.core = nn.Transformer(
-            c.d_model, c.num_heads, c.num_encoder_layers, c.num_decoder_layers, c.d_ff,
-            c.dropout, batch_first=True, norm_first=c.norm_first,
-        )
-
-    def forward(self, src, tgt):
-        src_pad = src == self.config.pad_id  # True = padding, PyTorch's convention
-        tgt_pad = tgt == self.config.pad_id
-        causal = to_pytorch_mask(make_causal_mask(tgt.shape[1], tgt.device))
-        x = self.core(
-            self.src_pos(self.src_embed(src)), self.tgt_pos(self.tgt_embed(tgt)),
-            tgt_mask=causal, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad,
-            memory_key_padding_mask=src_pad,
-        )
-        return self.generator(x)
 
 
 def main() -> None:
@@ -61,7 +34,7 @@ def main() -> None:
                                num_decoder_layers=3, d_ff=1024, dropout=0.1, max_len=128,
                                share_embeddings=True)
     ours = Transformer(config)
-    theirs = TorchStackTransformer(Transformer(config))
+    theirs = TorchTransformer(config)
     src_len, tgt_len = 18, 19
     src = torch.randint(4, vocab, (args.batch_size, src_len))
     tgt = torch.randint(4, vocab, (args.batch_size, tgt_len))

@@ -101,3 +101,40 @@ def test_the_committed_checkpoint_matches_its_logged_run():
     translator = load_translator(root / "checkpoints" / "translator-cpu" / "model.pt")
     assert translator.model.num_parameters() == summary["parameters"]
     assert translator.translate("Ein Mann liest ein Buch.", beam_size=1) == "A man reads a book."
+
+
+def test_cli_evaluation_keeps_the_splits_it_could_score(smoke_run, tmp_path, capsys,
+                                                         monkeypatch):
+    import transformer_course.translator as translator_module
+    from transformer_course.datasets import DatasetError
+
+    def offline_2017(split):
+        if split == "test_2017_flickr":
+            raise DatasetError("test_2017_flickr: no network and no local copy")
+        return load_multi30k(split)
+
+    monkeypatch.setattr(translator_module, "load_multi30k", offline_2017)
+    output, _ = smoke_run
+    scores = tmp_path / "scores.json"
+    code = main(["translator", "evaluate", "--checkpoint", str(output / "model.pt"), "--beam",
+                 "2", "--split", "test_2017_flickr", "val", "--limit", "4", "--json", str(scores)])
+    assert code == 1
+    results = json.loads(scores.read_text())
+    assert results["val"]["sentences"] == 4
+    assert "no network" in results["test_2017_flickr"]["error"]
+    assert "error: test_2017_flickr" in capsys.readouterr().err
+
+
+def test_the_recipe_trains_the_nn_transformer_variant(tmp_path):
+    load_or_skip(load_multi30k, "val")
+    profile = dataclasses.replace(PROFILES["smoke"], train_pairs=300, val_bleu_sentences=8,
+                                  epochs=1)
+    summary = train_translator(profile, tmp_path, progress=False, log=lambda *_: None,
+                               architecture="pytorch")
+    assert summary["architecture"] == "pytorch"
+    assert summary["command"].endswith("--architecture pytorch")
+    translator = load_translator(tmp_path / "model.pt")
+    assert type(translator.model).__name__ == "TorchTransformer"
+    assert isinstance(translator.translate("Ein Hund.", beam_size=2), str)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        train_translator(profile, tmp_path, architecture="keras")

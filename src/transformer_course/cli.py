@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     train.add_argument("--resume", action="store_true", help="continue from the run folder")
     train.add_argument("--device", default=None, help="cpu, cuda or mps (default: automatic)")
+    train.add_argument("--architecture", default="ours", choices=["ours", "pytorch"],
+                       help="ours (from scratch, default) or pytorch (nn.Transformer's layers)")
     for name, text in (("translate", "translate German sentences"),
                        ("evaluate", "score a checkpoint on a Multi30k split with sacreBLEU")):
         action = actions.add_parser(name, help=text)
@@ -61,7 +63,73 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--limit", type=int, default=None, help="first N sentences only")
             action.add_argument("--json", default=None,
                                 help="also write the scores of every split to this JSON file")
+    add_tinytalks_parser(commands)
     return parser
+
+
+def add_tinytalks_parser(commands) -> None:
+    tinytalks = commands.add_parser(
+        "tinytalks", help="the TinyTalks GPT capstone: attention proof, Q&A, dialogue, chat")
+    actions = tinytalks.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(action, epochs, batch_size, layers, heads):
+        # The flags of the TinyTalks milestone scripts, plus the course's usual ones.
+        action.add_argument("--epochs", type=int, default=epochs,
+                            help=f"passes over the training data (default: {epochs})")
+        action.add_argument("--batch-size", type=int, default=batch_size,
+                            help=f"examples per step (default: {batch_size})")
+        action.add_argument("--embed-dim", type=int, default=64,
+                            help="embedding dimension d_model (default: 64)")
+        action.add_argument("--num-layers", type=int, default=layers[0], help=layers[1])
+        action.add_argument("--num-heads", type=int, default=heads[0], help=heads[1])
+        action.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+        action.add_argument("--device", default=None, help="cpu, cuda or mps (default: automatic)")
+        action.add_argument("--threads", type=int, default=None,
+                            help="CPU threads for PyTorch (default: PyTorch's choice)")
+        action.add_argument("--output", default="runs/tinytalks",
+                            help="folder for the log and the JSON summary "
+                                 "(default: runs/tinytalks)")
+
+    proof = actions.add_parser(
+        "proof", help="attention proof: reverse sequences, pass at >= 99%% held-out accuracy")
+    common(proof, 1, 64,
+           (1, "encoder and decoder layers (default: 1; the milestone's 3 also pass, but take "
+               "three times as long, about the whole 15-second budget)"),
+           (2, "attention heads (default: 2, sharper maps than 4 on this task)"))
+    proof.add_argument("--seq-len", type=int, default=10, help="symbols per sequence (default 10)")
+    proof.add_argument("--num-symbols", type=int, default=10,
+                       help="distinct symbols (default 10)")
+    proof.add_argument("--no-ablation", action="store_true",
+                       help="skip the uniform-attention model that must fail")
+    for framing, text in (("qa", "Q&A: a character-level GPT answers 'Q: ... A:' prompts"),
+                          ("dialogue", "dialogue: the context carries the previous exchange")):
+        stage = actions.add_parser(framing, help=text)
+        common(stage, None, 32, (3, "transformer blocks (default: 3)"),
+               (4, "attention heads (default: 4)"))
+        stage.add_argument("--levels", type=int, default=5,
+                           help="train on difficulty levels 1..N of TinyTalks (default: 5, all)")
+        stage.add_argument("--minutes", type=float, default=3.0,
+                           help="training-time budget in minutes, 0 for none (default: 3)")
+        stage.add_argument("--steps", type=int, default=None, help="step budget (default: none)")
+        stage.add_argument("--lr", type=float, default=None, help="peak learning rate")
+        stage.add_argument("--dropout", type=float, default=None, help="dropout rate")
+        stage.add_argument("--eval-every", type=int, default=None,
+                           help="steps between validation losses")
+        stage.add_argument("--checkpoint", default=None,
+                           help=f"where to save the model (default: OUTPUT/{framing}.pt)")
+    chat = actions.add_parser("chat", help="talk to a trained TinyTalks model")
+    chat.add_argument("questions", nargs="*",
+                      help="what to say, one turn each (none: an interactive session; an "
+                           "empty line or end of input quits)")
+    chat.add_argument("--checkpoint", default=None,
+                      help="a model saved by the qa or dialogue command (default: the "
+                           "course's checkpoints/tinytalks/dialogue.pt)")
+    chat.add_argument("--temperature", type=float, default=0.0,
+                      help="0 (default): greedy replies; higher: more varied samples")
+    chat.add_argument("--top-k", type=int, default=None,
+                      help="sample only among the k most likely characters")
+    chat.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    chat.add_argument("--device", default=None)
 
 
 def default_translator_checkpoint():
@@ -83,7 +151,8 @@ def translator_command(args) -> int:
         output = Path(args.output or f"runs/translator-{args.profile}")
         summary = translator.train_translator(args.profile, output, seed=args.seed,
                                               device=args.device, resume=args.resume,
-                                              epochs=args.epochs)
+                                              epochs=args.epochs,
+                                              architecture=args.architecture)
         beam = summary["evaluation"]["beam"]
         print(f"BLEU {beam['bleu']:.2f} on test_2016_flickr [{beam['signature']}] after "
               f"{summary['training_minutes']:.1f} minutes of training; model in {output}")
@@ -110,8 +179,18 @@ def translator_command(args) -> int:
             save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
             print(f"cross-attention saved to {args.attention_image}")
         return 0
-    results = {split: translator.evaluate_translator(model, split, args.beam, limit=args.limit)
-               for split in args.split}
+    from .datasets import DatasetError
+
+    results, missing = {}, []
+    for split in args.split:
+        # A test set that cannot be had (offline, corrupt download) must not lose the others.
+        try:
+            results[split] = translator.evaluate_translator(model, split, args.beam,
+                                                            limit=args.limit)
+        except DatasetError as error:
+            print(f"error: {split}: {error}", file=sys.stderr)
+            results[split] = {"split": split, "error": str(error)}
+            missing.append(split)
     if args.json:
         import json
 
@@ -119,7 +198,7 @@ def translator_command(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"scores written to {args.json}")
-    return 0
+    return 1 if missing else 0
 
 
 def save_cross_attention(model, sentence: str, path: str, beam: int) -> None:
@@ -136,6 +215,253 @@ def save_cross_attention(model, sentence: str, path: str, beam: int) -> None:
     ax.set_ylabel("English output token")
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=120)
+
+
+def default_tinytalks_checkpoint():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "checkpoints" / "tinytalks" / "dialogue.pt"
+
+
+class _RunLog:
+    """Print a line and append it to the run's log file, so the log is what was shown."""
+
+    def __init__(self, path, command: str):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", encoding="utf-8")  # closed by close()
+        self(f"$ {command}")
+        self(f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _write_json(data: dict, path) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _run_info(device) -> dict:
+    import os
+
+    from . import tinytalks
+    from .translator import _git_commit
+
+    return {"date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "machine": tinytalks.machine_info(device), "git_commit": _git_commit(),
+            "data": os.environ.get("TRANSFORMER_COURSE_DATA") or "download cache"}
+
+
+def tinytalks_command(args, argv: list[str], started: float) -> int:
+    import shlex
+
+    command = "transformer-course " + shlex.join(argv)
+    if args.action == "chat":
+        return tinytalks_chat(args)
+    import torch
+
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    from . import tinytalks
+
+    try:
+        if args.action == "proof":
+            config = tinytalks.ProofConfig(
+                seq_len=args.seq_len, num_symbols=args.num_symbols, d_model=args.embed_dim,
+                num_layers=args.num_layers, num_heads=args.num_heads,
+                batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
+        else:
+            tinytalks.check_levels(args.levels)
+            overrides = {k: v for k, v in (("peak_lr", args.lr), ("dropout", args.dropout),
+                                           ("eval_every", args.eval_every)) if v is not None}
+            config = tinytalks.TinyTalksConfig(
+                framing=args.action, levels=args.levels, d_model=args.embed_dim,
+                num_layers=args.num_layers, num_heads=args.num_heads,
+                batch_size=args.batch_size, epochs=args.epochs, max_steps=args.steps,
+                minutes=args.minutes or None, seed=args.seed, **overrides)
+        device = tinytalks.get_device(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    output = Path(args.output)
+    log = _RunLog(output / f"{args.action}.log", command)
+    try:
+        if args.action == "proof":
+            return _proof(args, config, device, log, output, command, started)
+        return _train_stage(args, config, device, log, output, command, started)
+    finally:
+        log.close()
+
+
+def _proof(args, config, device, log, output, command, started) -> int:
+    import dataclasses
+
+    from . import tinytalks
+
+    log(f"attention proof: {config.held_out} held-out sequences, pass at >= "
+        f"{config.threshold:.0%} exact-sequence accuracy; budget "
+        f"{tinytalks.PROOF_TIME_BUDGET:.0f} s for training and evaluation")
+    result = tinytalks.run_proof(config, device, progress=sys.stderr.isatty(), log=log)
+    verdict = "PASS" if result.passed else "FAIL"
+    timing = "within" if result.within_budget else "OVER"
+    log(f"{verdict}: {result.accuracy:.1%} exact-sequence accuracy on {config.held_out} held-out "
+        f"sequences (threshold {config.threshold:.0%}) in {result.seconds:.1f} s, {timing} the "
+        f"{tinytalks.PROOF_TIME_BUDGET:.0f} s budget; mean attention on the mirrored position "
+        f"{result.mirror_weight:.2f}")
+    for example in result.examples[:3]:
+        log(f"  {example['source']} -> {example['output']}")
+    summary = {"stage": "proof", "command": command, **_run_info(device),
+               "proof": result.summary()}
+    if not args.no_ablation:
+        log("ablation: the same model and training with uniform attention weights")
+        ablated = tinytalks.run_proof(dataclasses.replace(config, uniform_attention=True),
+                                      device, progress=sys.stderr.isatty(), log=log)
+        log(f"uniform attention: {ablated.accuracy:.1%} exact-sequence accuracy "
+            f"({ablated.symbol_accuracy:.1%} of symbols), "
+            f"{'PASS' if ablated.passed else 'FAIL'}, as "
+            f"{'NOT ' if ablated.passed else ''}expected")
+        summary["uniform_attention"] = ablated.summary()
+    summary["wall_seconds"] = time.perf_counter() - started
+    log(f"wall time of the command: {summary['wall_seconds']:.1f} s (with Python start-up "
+        f"and imports after the first line)")
+    _write_json(summary, output / "proof.json")
+    log(f"summary written to {output / 'proof.json'}")
+    return 0 if result.passed else 1
+
+
+def _train_stage(args, config, device, log, output, command, started) -> int:
+    from pathlib import Path
+
+    from . import tinytalks
+
+    # Watch the model learn the training answers of levels 1 and 2, the ones it should know
+    # word for word (off the training clock).
+    train_pairs = tinytalks.load_pairs(config.levels, ("train",))["train"]
+    watched = {"train_levels_1_2": tinytalks.make_samples(
+        [p for p in train_pairs if p.level <= 2], config.framing)}
+    try:
+        result = tinytalks.train_tinytalks(config, device, progress=sys.stderr.isatty(), log=log,
+                                           callback=tinytalks.track_answers(watched, log))
+    except ValueError as error:
+        log(f"error: {error}")
+        return 1
+    model = result.model
+    target = tinytalks.TARGET_LOSS[config.framing]
+    log(f"validation loss {result.val_loss:.3f} after {result.minutes:.2f} minutes of "
+        f"training: {'below' if result.val_loss < target else 'NOT below'} the target {target}")
+    summary = {"stage": config.framing, "command": command, **_run_info(device),
+               "attribution": tinytalks.TINYTALKS_ATTRIBUTION, **result.summary()}
+    summary["answers"] = {}
+    for split in ("train", "val", "test"):
+        report = tinytalks.evaluate_answers(model, result.samples(split), split)
+        summary["answers"][split] = report.to_dict()
+        log(f"exact answers, {split} ({len(report.records)} questions):\n{report.table()}")
+    log("validation examples (reference | greedy reply):")
+    for record in summary["answers"]["val"]["records"][:8]:
+        mark = "=" if record["correct"] else "x"
+        log(f"  {mark} Q: {record['question']}\n      {record['reference']} | {record['answer']}")
+    samples = []
+    log("sampled replies (temperature 0.8, top-k 5, seed 0):")
+    for sample in result.samples("val")[:5]:
+        previous = None
+        if sample.context:  # the dialogue's previous exchange, as (question, reply)
+            lines = sample.context.splitlines()
+            previous = (lines[0].removeprefix("User: "), lines[1].removeprefix("Bot: "))
+        text = model.reply(sample.pair.question, previous, temperature=0.8, top_k=5, seed=0)
+        samples.append({"question": sample.pair.question, "reply": text})
+        log(f"  {sample.pair.question} -> {text}")
+    summary["samples"] = samples
+    if config.framing == "dialogue":
+        summary["context"] = {}
+        for split in ("train", "val", "test"):
+            check = tinytalks.context_check(model, result.samples(split))
+            summary["context"][split] = check
+            if not check["exchanges"]:
+                continue
+            log(f"context check, {split}: {check['exchanges']} follow-ups; reply loss "
+                f"{check['answer_loss_with_context']:.3f} after the previous exchange, "
+                f"{check['answer_loss_without_context']:.3f} without it; exact replies "
+                f"{check['correct_with_context']} with, {check['correct_without_context']} "
+                "without")
+            for example in check["examples"][:4]:
+                log(f"  {example['previous'].strip()}\n  User: {example['question']}\n"
+                    f"  Bot (with the previous exchange): {example['with_context']}\n"
+                    f"  Bot (without it):                {example['without_context']}\n"
+                    f"  reference:                       {example['reference']}")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else output / f"{config.framing}.pt"
+    model.info.update(command=command, git_commit=summary["git_commit"],
+                      attribution=tinytalks.TINYTALKS_ATTRIBUTION)
+    model.save(checkpoint)
+    summary["checkpoint"] = {"path": str(checkpoint), "bytes": checkpoint.stat().st_size}
+    summary["wall_seconds"] = time.perf_counter() - started
+    _write_json(summary, output / f"{config.framing}.json")
+    log(f"model saved to {checkpoint} ({checkpoint.stat().st_size / 1024:.0f} KiB, fp16); "
+        f"summary in {output / (config.framing + '.json')}; "
+        f"{summary['wall_seconds'] / 60:.1f} minutes in all")
+    return 0
+
+
+def tinytalks_chat(args) -> int:
+    from pathlib import Path
+
+    from . import tinytalks
+
+    if args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
+        print("error: --temperature must be >= 0 and --top-k >= 1", file=sys.stderr)
+        return 2
+    path = Path(args.checkpoint) if args.checkpoint else default_tinytalks_checkpoint()
+    try:
+        model = tinytalks.load_tinytalks_model(path, args.device)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    val_loss = model.info.get("val_loss")
+    print(f"TinyBot ({model.framing} model {path}"
+          + (f", validation loss {val_loss:.3f}" if val_loss is not None else "") + ")")
+    print(f"trained on {tinytalks.TINYTALKS_ATTRIBUTION}")
+    chat = tinytalks.Chat(model, args.temperature, args.top_k, args.seed)
+
+    def turn(text: str) -> None:
+        unknown = model.unknown_characters(text)
+        if unknown:
+            print(f"(characters the model never saw, read as <unk>: {' '.join(unknown)})",
+                  file=sys.stderr)
+        print(f"bot> {chat.say(text)}", flush=True)
+
+    if args.questions:
+        for question in args.questions:
+            print(f"you> {question}")
+            turn(question)
+        return 0
+    print("(an empty line or end of input quits)")
+    while True:
+        try:
+            text = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if not text.strip():
+            return 0
+        turn(text)
 
 
 def grade_command(args) -> int:
@@ -181,6 +507,8 @@ def download(names: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
         from . import doctor
@@ -192,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         return grade_command(args)
     if args.command == "translator":
         return translator_command(args)
+    if args.command == "tinytalks":
+        return tinytalks_command(args, argv, started)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
 
