@@ -24,6 +24,9 @@ c.CourseDirectory.release_directory = "exercises"
 # batch is still graded. Each chapter's cells run in well under a second once torch is loaded.
 c.Execute.timeout = 90
 c.Execute.interrupt_on_timeout = True
+# Output of a busy kernel (importing torch on a loaded machine) may take longer than the
+# 4-second default to arrive; waiting longer avoids a spurious failure.
+c.Execute.iopub_timeout = 30
 
 # A student who deletes a test cell does not escape it: autograde puts it back. (Edited test
 # cells are always replaced by the originals, since test cells are locked.)

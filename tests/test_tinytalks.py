@@ -399,3 +399,23 @@ def test_proof_command_prints_the_verdict_and_the_ablation(tmp_path, capsys):
     assert summary["proof"]["steps"] == math.ceil(19_200 / 256)
     assert summary["uniform_attention"]["config"]["uniform_attention"] is True
     assert "uniform attention: " in out and (tmp_path / "proof.log").read_text().count("\n") > 5
+
+
+def test_the_committed_models_match_their_logged_runs():
+    from pathlib import Path
+
+    from transformer_course import tinytalks
+
+    root = Path(__file__).resolve().parents[1]
+    logs = root / "results" / "tinytalks"
+    proof = json.loads((logs / "proof.json").read_text())
+    assert proof["proof"]["passed"] and proof["proof"]["seconds"] <= tinytalks.PROOF_TIME_BUDGET
+    assert not proof["uniform_attention"]["passed"]
+    for stage in ("qa", "dialogue"):
+        summary = json.loads((logs / f"{stage}.json").read_text())
+        model = tinytalks.load_tinytalks_model(root / "checkpoints" / "tinytalks" / f"{stage}.pt")
+        assert model.framing == stage
+        assert model.model.num_parameters() == summary["parameters"]
+        assert model.info["val_loss"] == summary["val_loss"]
+    qa = tinytalks.load_tinytalks_model(root / "checkpoints" / "tinytalks" / "qa.pt")
+    assert qa.reply("What do cows eat?") == "Cows eat grass and hay."
