@@ -37,7 +37,7 @@ test: lint unit
 # Regenerate the lock from pyproject.toml's ranges (run after changing dependencies).
 lock:
 	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
-	/tmp/lock-venv/bin/python -m pip install --quiet "torch==2.13.0" ".[book,dev]"
+	/tmp/lock-venv/bin/python -m pip install --quiet "torch==2.13.0" ".[book,advanced,dev]"
 	/tmp/lock-venv/bin/python -m pip freeze --exclude-editable \
 	  | grep -v '^transformer-course' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements-lock.txt
 

@@ -42,7 +42,10 @@ import sys
 REPOSITORY = "{url}"
 if importlib.util.find_spec("transformer_course") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    f"transformer-course @ git+{{REPOSITORY}}"], check=True)'''
+                    f"{package} @ git+{{REPOSITORY}}"], check=True)'''
+
+# Part 6 needs the optional dependencies (scikit-learn, ONNX, onnxruntime, FastAPI...).
+ADVANCED_CHAPTERS = ("ch15_", "ch16_", "ch17_")
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -70,10 +73,13 @@ def badge_cell(notebook: Path) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(source, metadata={"tags": ["remove-cell"]})
 
 
-def setup_cell() -> nbformat.NotebookNode:
+def setup_cell(notebook: Path) -> nbformat.NotebookNode:
     url, _ = repository()
+    package = "transformer-course"
+    if notebook.name.startswith(ADVANCED_CHAPTERS):
+        package += "[advanced]"
     # Collapsed on the site (readers can open it); it runs first everywhere.
-    return nbformat.v4.new_code_cell(SETUP_TEMPLATE.format(url=url),
+    return nbformat.v4.new_code_cell(SETUP_TEMPLATE.format(url=url, package=package),
                                      metadata={"tags": ["setup", "hide-input"]})
 
 
@@ -97,7 +103,7 @@ def normalized(notebook_path: Path) -> nbformat.NotebookNode:
     badge = badge_cell(notebook_path)
     badge.metadata["tags"].append("colab-badge")
     new = nbformat.v4.new_notebook()
-    new.cells = [cells[0], badge, setup_cell(), *cells[1:]]
+    new.cells = [cells[0], badge, setup_cell(notebook_path), *cells[1:]]
     new.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     for number, cell in enumerate(new.cells):
         cell["id"] = f"cell-{number}"  # stable ids keep diffs small

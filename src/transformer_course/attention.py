@@ -28,6 +28,7 @@ __all__ = [
     "from_pytorch_mask",
     "to_additive_mask",
     "check_mask",
+    "check_bias",
 ]
 
 
@@ -53,6 +54,29 @@ def check_mask(mask: Tensor, scores_shape: tuple[int, ...] | torch.Size) -> None
             f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores' "
             f"shape {expected} (..., q_len, k_len); padding masks are (batch, 1, 1, k_len), "
             "causal masks (q_len, k_len)"
+        )
+
+
+def check_bias(bias: Tensor, scores: Tensor) -> None:
+    """Raise ``ValueError`` unless ``bias`` is a floating tensor of the scores' dtype that
+    broadcasts to their shape ``(..., q_len, k_len)``."""
+    if not isinstance(bias, Tensor) or not bias.is_floating_point():
+        got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
+        raise ValueError(
+            f"bias must be a floating tensor added to the scores, got {got}; a boolean tensor "
+            "is a mask: pass it as mask="
+        )
+    if bias.dtype != scores.dtype:
+        raise ValueError(f"bias has dtype {bias.dtype}, the scores {scores.dtype}")
+    expected = tuple(scores.shape)
+    try:
+        broadcast = torch.broadcast_shapes(bias.shape, expected)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != expected:
+        raise ValueError(
+            f"bias of shape {tuple(bias.shape)} does not broadcast to the attention scores' "
+            f"shape {expected} (..., q_len, k_len); a per-head bias is (heads, q_len, k_len)"
         )
 
 
@@ -89,8 +113,9 @@ def scaled_dot_product_attention(
     mask: Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(Q K^T / sqrt(d_k)) V, returning the output and the attention weights.
+    """softmax(Q K^T / sqrt(d_k) + bias) V, returning the output and the attention weights.
 
     Args:
         query: ``(..., q_len, d_k)``, usually ``(batch, heads, q_len, d_k)``.
@@ -99,6 +124,9 @@ def scaled_dot_product_attention(
         mask: boolean, broadcastable to ``(..., q_len, k_len)``; True = may attend.
         dropout_p: dropout on the attention weights (pass 0.0 at evaluation time).
         scale: multiplier of the scores; defaults to ``1 / sqrt(d_k)``.
+        bias: optional floating tensor broadcastable to ``(..., q_len, k_len)``, added to the
+            scaled scores before masking and softmax: the relative position biases of
+            chapter 15 (T5, ALiBi), usually ``(heads, q_len, k_len)``. It is not scaled.
 
     Returns:
         ``output`` of shape ``(..., q_len, d_v)`` and ``weights`` of shape
@@ -111,6 +139,9 @@ def scaled_dot_product_attention(
 
     # Scaling the queries instead of the scores: the same numbers, on a smaller tensor.
     scores = torch.matmul(query * scale, key.transpose(-2, -1))  # (..., q_len, k_len)
+    if bias is not None:
+        check_bias(bias, scores)
+        scores = scores + bias  # (..., q_len, k_len); must not change the scores' shape
     fully_masked = None
     if mask is not None:
         check_mask(mask, scores.shape)

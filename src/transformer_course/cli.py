@@ -63,6 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--limit", type=int, default=None, help="first N sentences only")
             action.add_argument("--json", default=None,
                                 help="also write the scores of every split to this JSON file")
+    serve = actions.add_parser(
+        "serve", help="serve translations over HTTP, batching concurrent requests")
+    serve.add_argument("--checkpoint", default=None,
+                       help="a model.pt written by train (default: the course's checkpoint)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch-size", type=int, default=16,
+                       help="most requests translated together (1: no batching)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="how long a request waits for others to join its batch")
+    serve.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
+    serve.add_argument("--max-chars", type=int, default=1000,
+                       help="longest text accepted (longer: HTTP 413)")
+    serve.add_argument("--threads", type=int, default=None, help="torch threads")
+    serve.add_argument("--quantize", action="store_true",
+                       help="serve the dynamically quantized int8 model (chapter 17)")
+    serve.add_argument("--device", default=None)
     add_tinytalks_parser(commands)
     return parser
 
@@ -171,6 +188,24 @@ def translator_command(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.action == "serve":
+        import torch
+
+        from .serving import serve
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        if args.quantize:
+            from .deployment import quantize_translator
+
+            model = quantize_translator(model)
+        try:
+            serve(model, args.host, args.port, args.max_batch_size, args.max_wait_ms, args.beam,
+                  args.max_chars)
+        except ValueError as error:  # a bad setting, e.g. --max-batch-size 0
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.action == "translate":
         for source, target in zip(args.sentences, model.translate(args.sentences, args.beam),
                                   strict=True):

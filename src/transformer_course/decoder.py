@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .feedforward import PositionwiseFeedForward
-from .multihead import KVCache, MultiHeadAttention
+from .multihead import KVCache, MultiHeadAttention, PreallocatedKVCache
 from .normalization import LayerNorm, ResidualConnection
 
 __all__ = ["DecoderLayer", "TransformerDecoder", "LayerCache"]
@@ -106,10 +106,15 @@ class TransformerDecoder(nn.Module):
         )
         self.final_norm = LayerNorm(d_model, layer_norm_eps) if norm_first else nn.Identity()
 
-    def new_cache(self) -> list[LayerCache]:
-        """Empty caches for incremental decoding, one pair per layer."""
+    def new_cache(self, max_len: int | None = None) -> list[LayerCache]:
+        """Empty caches for incremental decoding, one pair per layer.
+
+        ``max_len=None`` gives growing :class:`KVCache` self-attention caches; an integer gives
+        :class:`PreallocatedKVCache` buffers with room for ``max_len`` positions (chapter 17).
+        """
         return [
-            (KVCache(), KVCache(static=True) if self.cross_attention else None)
+            (KVCache() if max_len is None else PreallocatedKVCache(max_len),
+             KVCache(static=True) if self.cross_attention else None)
             for _ in self.layers
         ]
 

@@ -33,6 +33,11 @@ def _check_source(model: Transformer, src: Tensor, max_len: int | None) -> int:
     return max_len
 
 
+def _new_cache(model: Transformer, max_len: int, preallocate: bool):
+    # Decoding feeds <s> and then at most max_len - 1 generated tokens: max_len positions.
+    return model.new_cache(max_len) if preallocate else model.new_cache()
+
+
 def _strip(tokens: list[int], eos_id: int) -> list[int]:
     return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
 
@@ -45,6 +50,7 @@ def greedy_decode(
     eos_id: int = 3,
     max_len: int | None = None,
     use_cache: bool = True,
+    preallocate: bool = False,
 ) -> list[list[int]]:
     """Pick the most probable token at every step, for a whole batch at once.
 
@@ -52,6 +58,9 @@ def greedy_decode(
         src: ``(batch, src_len)`` source ids (padded with the model's pad id).
         max_len: most tokens to generate (default: source length + 50, within the model's
             positions).
+        preallocate: with the cache, write keys and values into buffers allocated once for
+            ``max_len`` positions (:class:`~transformer_course.multihead.PreallocatedKVCache`)
+            instead of growing them step by step; the tokens are the same.
     Returns:
         one list of ids per sentence, without <s> and </s>.
     """
@@ -61,7 +70,7 @@ def greedy_decode(
     memory = model.encode(src, src_mask)  # (batch, src_len, d_model)
     tokens = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-    cache = model.new_cache() if use_cache else None
+    cache = _new_cache(model, max_len, preallocate) if use_cache else None
     for _ in range(max_len):
         step_input = tokens[:, -1:] if use_cache else tokens  # (batch, 1) or (batch, t)
         logits = model.decode(step_input, memory, src_mask, cache)[:, -1]  # (batch, vocab)
@@ -90,12 +99,14 @@ def beam_search(
     max_len: int | None = None,
     alpha: float = 0.6,
     use_cache: bool = True,
+    preallocate: bool = False,
 ) -> list[list[int]]:
     """Keep the ``beam_size`` most probable prefixes at every step, for a batch at once.
 
     A hypothesis that emits </s> is finished and scored by its log probability divided by
     :func:`length_penalty`; a sentence is done when it has ``beam_size`` finished
-    hypotheses, and the best-scoring one is returned.
+    hypotheses, and the best-scoring one is returned. ``preallocate`` picks the cache with
+    fixed-size buffers, as in :func:`greedy_decode`.
 
     Returns one list of ids per sentence, without <s> and </s>.
     """
@@ -116,7 +127,7 @@ def beam_search(
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first one
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
-    cache = model.new_cache() if use_cache else None
+    cache = _new_cache(model, max_len, preallocate) if use_cache else None
 
     for step in range(max_len):
         step_input = tokens[:, -1:] if use_cache else tokens

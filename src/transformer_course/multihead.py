@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .attention import scaled_dot_product_attention, uniform_attention_weights
 
-__all__ = ["MultiHeadAttention", "KVCache", "use_uniform_attention"]
+__all__ = ["MultiHeadAttention", "KVCache", "PreallocatedKVCache", "use_uniform_attention"]
 
 
 class KVCache:
@@ -52,6 +52,94 @@ class KVCache:
         if self.key is not None:
             self.key = self.key.index_select(0, index)
             self.value = self.value.index_select(0, index)
+
+
+class PreallocatedKVCache(KVCache):
+    """A self-attention cache that writes into buffers allocated once (chapter 17).
+
+    :class:`KVCache` grows by ``torch.cat``: step t allocates new ``(batch, heads, t, d_k)``
+    tensors and copies the t - 1 cached positions into them, so decoding T tokens copies
+    O(T^2) numbers and asks the allocator for 2 new tensors per layer and step. This cache
+    allocates ``(batch, heads, max_len, d_k)`` buffers on the first update, writes each new
+    position in place at index ``length`` and returns views of the filled part: nothing
+    already cached is copied again. Same interface and same results as :class:`KVCache`.
+
+    ``key`` and ``value`` are the filled views ``(batch, heads, length, d_k)``; appending
+    beyond ``max_len`` positions raises ``ValueError``.
+    """
+
+    def __init__(self, max_len: int):
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        super().__init__(static=False)
+        self.max_len = max_len
+        self.length = 0  # positions filled so far
+        self._key_buffer: Tensor | None = None  # (batch, heads, max_len, d_k)
+        self._value_buffer: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def key(self) -> Tensor | None:
+        return None if self._key_buffer is None else self._key_buffer[:, :, : self.length]
+
+    @key.setter
+    def key(self, value: Tensor | None) -> None:  # KVCache.__init__ assigns None
+        if value is not None:
+            raise ValueError("write to a PreallocatedKVCache with update(), not by assignment")
+
+    @property
+    def value(self) -> Tensor | None:
+        return None if self._value_buffer is None else self._value_buffer[:, :, : self.length]
+
+    @value.setter
+    def value(self, value: Tensor | None) -> None:
+        if value is not None:
+            raise ValueError("write to a PreallocatedKVCache with update(), not by assignment")
+
+    def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``key``/``value`` ``(batch, heads, new, d_k)`` at the next free positions;
+        return views of every filled position, ``(batch, heads, length, d_k)``."""
+        if key.dim() != 4 or key.shape != value.shape:
+            raise ValueError(
+                f"key and value must both be (batch, heads, new, d_k), got {tuple(key.shape)} "
+                f"and {tuple(value.shape)}"
+            )
+        batch, heads, new, d_k = key.shape
+        if self._key_buffer is None:
+            shape = (batch, heads, self.max_len, d_k)
+            self._key_buffer = key.new_empty(shape)
+            self._value_buffer = value.new_empty(shape)
+        elif (batch, heads, d_k) != (self._key_buffer.shape[0], self._key_buffer.shape[1],
+                                     self._key_buffer.shape[3]):
+            raise ValueError(
+                f"new keys {tuple(key.shape)} do not match the cache's "
+                f"(batch, heads, _, d_k) = {tuple(self._key_buffer.shape)}"
+            )
+        end = self.length + new
+        if end > self.max_len:
+            raise ValueError(
+                f"the cache holds max_len={self.max_len} positions; {self.length} are filled "
+                f"and {new} more were given"
+            )
+        self._key_buffer[:, :, self.length : end] = key  # in place: no copy of the old ones
+        self._value_buffer[:, :, self.length : end] = value
+        self.length = end
+        return self.key, self.value  # (batch, heads, length, d_k) views
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the batch rows in ``index`` (beam search): only the filled part is gathered."""
+        if self._key_buffer is None:
+            return
+        filled = slice(0, self.length)
+        if index.numel() == self._key_buffer.shape[0]:
+            self._key_buffer[:, :, filled] = self._key_buffer[:, :, filled].index_select(0, index)
+            self._value_buffer[:, :, filled] = self._value_buffer[:, :, filled].index_select(
+                0, index)
+        else:  # a different batch size: new buffers of the new size
+            self._key_buffer = self._key_buffer.index_select(0, index)
+            self._value_buffer = self._value_buffer.index_select(0, index)
 
 
 class MultiHeadAttention(nn.Module):

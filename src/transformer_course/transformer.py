@@ -190,8 +190,10 @@ class Transformer(nn.Module):
         memory = self.encode(src, src_mask)
         return self.decode(tgt, memory, src_mask)
 
-    def new_cache(self) -> list[LayerCache]:
-        return self.decoder.new_cache()
+    def new_cache(self, max_len: int | None = None) -> list[LayerCache]:
+        """Empty decoder caches; ``max_len`` preallocates room for that many target positions
+        (see :meth:`TransformerDecoder.new_cache`)."""
+        return self.decoder.new_cache(max_len)
 
     def attention_weights(self) -> dict[str, list[Tensor]]:
         """The weights of the last forward pass, one ``(batch, heads, q, k)`` tensor per layer:

@@ -1,0 +1,400 @@
+"""Relative position schemes: T5's bucketed bias, ALiBi and rotary embeddings (chapter 15).
+
+Chapter 4 added a position vector to each token, so attention scores mix content with
+*absolute* positions. The three schemes here put the position into attention itself, as a
+function of the *offset* between a query and a key:
+
+- T5 adds a learned scalar per head to every score, looked up by the bucket of the offset
+  (exact for small offsets, logarithmic beyond, one shared bucket past ``max_distance``).
+- ALiBi adds a fixed penalty ``-slope * |offset|``, with a different slope per head.
+- RoPE rotates each query and key by an angle proportional to its position, so that their
+  dot product depends on the offset only.
+
+Query ``i`` and key ``j`` follow the course's decoding convention (``make_causal_mask`` with
+``key_len``): with ``q_len < k_len`` the queries are the *last* ``q_len`` positions.
+
+:class:`PositionalLM` is a small decoder-only language model that takes any of the schemes
+(and the absolute ones of chapter 4) by name, for the length-extrapolation experiment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .attention import make_causal_mask, scaled_dot_product_attention
+from .embeddings import LearnedPositionalEmbedding, TokenEmbedding, sinusoidal_encoding
+from .feedforward import PositionwiseFeedForward
+from .normalization import LayerNorm
+
+__all__ = [
+    "relative_offsets",
+    "relative_position_bucket",
+    "T5RelativePositionBias",
+    "alibi_slopes",
+    "alibi_bias",
+    "rotary_angles",
+    "apply_rotary",
+    "RotaryEmbedding",
+    "RelativeSelfAttention",
+    "POSITION_SCHEMES",
+    "PositionalLM",
+]
+
+POSITION_SCHEMES = ("none", "sinusoidal", "learned", "rope", "alibi", "t5")
+
+
+def _check_lengths(q_len: int, k_len: int) -> None:
+    if q_len < 1 or k_len < q_len:
+        raise ValueError(f"need 1 <= q_len <= k_len, got q_len={q_len}, k_len={k_len}")
+
+
+def relative_offsets(q_len: int, k_len: int, device: torch.device | str | None = None) -> Tensor:
+    """``(q_len, k_len)`` integer matrix of ``key position - query position``.
+
+    Negative entries are keys in the past, positive ones keys in the future. The queries are
+    the last ``q_len`` of the ``k_len`` positions.
+    """
+    _check_lengths(q_len, k_len)
+    query_pos = torch.arange(k_len - q_len, k_len, device=device)  # (q_len,)
+    key_pos = torch.arange(k_len, device=device)  # (k_len,)
+    return key_pos[None, :] - query_pos[:, None]  # (q_len, k_len)
+
+
+# --------------------------------------------------------------------------------------------
+# T5: a learned scalar per head and offset bucket
+# --------------------------------------------------------------------------------------------
+
+
+def relative_position_bucket(
+    offset: Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+) -> Tensor:
+    """Map offsets (key - query) to bucket ids in ``0 .. num_buckets - 1``, as T5 does.
+
+    Small distances get a bucket each; larger ones share logarithmically wider buckets, and
+    every distance from ``max_distance`` on falls into the last bucket (which starts a little
+    before ``max_distance``, the logarithm being rounded down), so a model trained on
+    sequences of ``max_distance`` tokens has already seen the bucket of any longer distance.
+    Bidirectional models spend half the buckets on keys after the query; a causal model sends
+    every future key to bucket 0 (the causal mask hides those keys anyway).
+
+    Args:
+        offset: integer tensor of any shape, key position minus query position.
+    Returns:
+        int64 tensor of the same shape.
+    """
+    if offset.is_floating_point() or offset.dtype == torch.bool:
+        raise ValueError(f"offset must be an integer tensor, got dtype {offset.dtype}")
+    if bidirectional:
+        num_buckets //= 2  # half for keys before the query, half for keys after it
+    if num_buckets < 2:
+        raise ValueError(f"need at least 2 buckets per direction, got {num_buckets}")
+    exact = num_buckets // 2  # distances 0 .. exact-1 get one bucket each
+    if max_distance <= exact:
+        raise ValueError(f"max_distance must exceed {exact} exact distances, got {max_distance}")
+    offset = offset.long()
+    if bidirectional:
+        bucket = (offset > 0).long() * num_buckets  # keys after the query: upper half
+        distance = offset.abs()
+    else:
+        bucket = torch.zeros_like(offset)
+        distance = (-offset).clamp(min=0)  # how far back the key is; future keys -> 0
+    # Logarithmic buckets: distance `exact` maps to bucket `exact`, `max_distance` to the end.
+    log_ratio = torch.log(distance.clamp(min=exact).float() / exact)
+    log_ratio = log_ratio / math.log(max_distance / exact)  # 0 at `exact`, 1 at `max_distance`
+    far = exact + (log_ratio * (num_buckets - exact)).long()
+    far = far.clamp(max=num_buckets - 1)
+    return bucket + torch.where(distance < exact, distance, far)
+
+
+class T5RelativePositionBias(nn.Module):
+    """T5's relative position bias: ``bias[h, i, j] = table[bucket(j - i), h]``.
+
+    One learned scalar per (bucket, head). T5 computes it once and adds it to the scores of
+    every layer's self-attention; no position is added to the token vectors.
+
+    Args:
+        num_heads: heads of the attention it feeds.
+        num_buckets: total buckets (T5: 32).
+        max_distance: distance from which all offsets share the last bucket (T5: 128).
+        bidirectional: True for an encoder, False for a causal decoder.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        bidirectional: bool = True,
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+        relative_position_bucket(torch.zeros(1, dtype=torch.long), bidirectional, num_buckets,
+                                 max_distance)  # validates the arguments now, not at run time
+        self.table = nn.Embedding(num_buckets, num_heads)
+        nn.init.zeros_(self.table.weight)  # start with no preference; training shapes it
+
+    def forward(self, q_len: int, k_len: int | None = None) -> Tensor:
+        """Bias ``(heads, q_len, k_len)`` to add to the scores ``(batch, heads, q_len, k_len)``."""
+        k_len = q_len if k_len is None else k_len
+        offsets = relative_offsets(q_len, k_len, self.table.weight.device)  # (q_len, k_len)
+        buckets = relative_position_bucket(
+            offsets, self.bidirectional, self.num_buckets, self.max_distance
+        )  # (q_len, k_len)
+        return self.table(buckets).permute(2, 0, 1)  # (q_len, k_len, heads) -> (heads, q, k)
+
+
+# --------------------------------------------------------------------------------------------
+# ALiBi: fixed linear penalties, one slope per head
+# --------------------------------------------------------------------------------------------
+
+
+def alibi_slopes(num_heads: int) -> Tensor:
+    """The head slopes of ALiBi, ``(num_heads,)``.
+
+    For ``n`` heads, a power of two, the slopes form the geometric sequence
+    ``2^(-8/n), 2^(-16/n), ..., 2^(-8)``. Otherwise the paper takes the slopes of the closest
+    smaller power of two, ``m``, and fills the remaining ``n - m`` heads with every other slope
+    of the sequence for ``2m`` heads.
+    """
+    if num_heads < 1:
+        raise ValueError(f"num_heads must be positive, got {num_heads}")
+
+    def geometric(n: int) -> list[float]:
+        first = 2.0 ** (-8.0 / n)
+        return [first ** (i + 1) for i in range(n)]
+
+    power = 2 ** math.floor(math.log2(num_heads))
+    slopes = geometric(power)
+    if power < num_heads:
+        slopes += geometric(2 * power)[0::2][: num_heads - power]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(
+    num_heads: int,
+    q_len: int,
+    k_len: int | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """ALiBi's bias ``-slope_h * |j - i|``, ``(heads, q_len, k_len)``.
+
+    Under a causal mask (the paper's setting) only keys ``j <= i`` count, where this is
+    ``-slope_h * (i - j)``; the symmetric form is the usual choice for an encoder.
+    """
+    k_len = q_len if k_len is None else k_len
+    distance = relative_offsets(q_len, k_len, device).abs().float()  # (q_len, k_len)
+    slopes = alibi_slopes(num_heads).to(device)  # (heads,)
+    return -slopes[:, None, None] * distance  # (heads, q_len, k_len)
+
+
+# --------------------------------------------------------------------------------------------
+# RoPE: rotate queries and keys by their positions
+# --------------------------------------------------------------------------------------------
+
+
+def rotary_angles(
+    head_dim: int,
+    seq_len: int,
+    start: int = 0,
+    base: float = 10000.0,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Angles ``p * theta_i`` for positions ``start .. start + seq_len - 1``.
+
+    ``theta_i = base^(-2i / head_dim)`` for the ``head_dim / 2`` pairs of dimensions, the
+    frequencies of the sinusoidal encoding of chapter 4. Returns ``(seq_len, head_dim / 2)``.
+    """
+    if head_dim < 2 or head_dim % 2:
+        raise ValueError(f"RoPE rotates pairs of dimensions: head_dim must be even, got {head_dim}")
+    if seq_len < 1 or start < 0:
+        raise ValueError(f"need seq_len >= 1 and start >= 0, got {seq_len}, {start}")
+    theta = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+    positions = torch.arange(start, start + seq_len, dtype=torch.float32, device=device)
+    return positions[:, None] * theta[None, :]  # (seq_len, head_dim / 2)
+
+
+def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate each pair of dimensions ``(x[..., 2i], x[..., 2i+1])`` of position ``p`` by the
+    angle ``angles[p, i]``.
+
+    Args:
+        x: ``(..., seq_len, head_dim)``, e.g. queries ``(batch, heads, seq_len, d_k)``.
+        angles: ``(seq_len, head_dim / 2)`` from :func:`rotary_angles`.
+    Returns:
+        A tensor of the shape of ``x``. Rotations preserve lengths, so ``|x|`` is unchanged.
+    """
+    if x.dim() < 2 or x.shape[-1] % 2:
+        raise ValueError(f"x must be (..., seq_len, even head_dim), got {tuple(x.shape)}")
+    if angles.shape != (x.shape[-2], x.shape[-1] // 2):
+        raise ValueError(
+            f"angles of shape {tuple(angles.shape)} do not fit x of shape {tuple(x.shape)}: "
+            f"expected (seq_len, head_dim / 2) = {(x.shape[-2], x.shape[-1] // 2)}"
+        )
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (seq_len, head_dim / 2)
+    even, odd = x[..., 0::2], x[..., 1::2]  # (..., seq_len, head_dim / 2) each
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return rotated.flatten(-2)  # (..., seq_len, head_dim / 2, 2) -> (..., seq_len, head_dim)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoFormer): ``forward(x, start)`` rotates queries or keys.
+
+    Nothing is learned. Applied to both queries and keys before the dot product, it makes
+    ``score(i, j)`` a function of the content and of ``j - i`` only.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        rotary_angles(head_dim, 1, base=base)  # validates head_dim
+        self.head_dim = head_dim
+        self.base = base
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """``x``: ``(..., seq_len, head_dim)`` at positions ``start ..``; same shape out."""
+        angles = rotary_angles(self.head_dim, x.shape[-2], start, self.base, x.device)
+        return apply_rotary(x, angles)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention and a small language model that take a position scheme by name
+# --------------------------------------------------------------------------------------------
+
+
+class RelativeSelfAttention(nn.Module):
+    """Multi-head self-attention that accepts an additive bias and optional rotary embedding.
+
+    The projections are those of :class:`~transformer_course.multihead.MultiHeadAttention`;
+    the difference is where positions enter: ``bias`` (T5, ALiBi) is added to the scores of
+    every head, and ``rotary`` rotates the queries and keys of every head.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, rotary: bool = False):
+        super().__init__()
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.d_k = d_model // num_heads
+        self.dropout = dropout
+        self.W_QKV = nn.Linear(d_model, 3 * d_model)  # the three projections in one matrix
+        self.W_O = nn.Linear(d_model, d_model)
+        self.rotary = RotaryEmbedding(self.d_k) if rotary else None
+        self.attention_weights: Tensor | None = None
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        """``x``: ``(batch, seq_len, d_model)``; ``mask`` and ``bias`` broadcast to
+        ``(batch, heads, seq_len, seq_len)``. Returns ``(batch, seq_len, d_model)``."""
+        if x.dim() != 3:
+            raise ValueError(f"x must be (batch, seq_len, d_model), got {tuple(x.shape)}")
+        batch, seq_len, d_model = x.shape
+        qkv = self.W_QKV(x).view(batch, seq_len, 3, self.num_heads, self.d_k)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, seq_len, d_k)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)  # rotated by their positions, same shapes
+        dropout_p = self.dropout if self.training else 0.0
+        heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, bias=bias)
+        self.attention_weights = weights.detach()  # (batch, heads, seq_len, seq_len)
+        merged = heads.transpose(1, 2).reshape(batch, seq_len, d_model)
+        return self.W_O(merged)  # (batch, seq_len, d_model)
+
+
+class _Block(nn.Module):
+    """A pre-norm decoder block: x + attention(norm(x)), then x + ffn(norm(x))."""
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float, rotary: bool):
+        super().__init__()
+        self.norm1 = LayerNorm(d_model)
+        self.attention = RelativeSelfAttention(d_model, num_heads, dropout, rotary)
+        self.norm2 = LayerNorm(d_model)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout, activation="gelu")
+
+    def forward(self, x: Tensor, mask: Tensor, bias: Tensor | None) -> Tensor:
+        x = x + self.attention(self.norm1(x), mask, bias)  # (batch, seq_len, d_model)
+        return x + self.ffn(self.norm2(x))  # (batch, seq_len, d_model)
+
+
+class PositionalLM(nn.Module):
+    """A small decoder-only language model whose position scheme is chosen by name.
+
+    Args:
+        vocab_size: number of token ids.
+        scheme: one of :data:`POSITION_SCHEMES`:
+            ``"none"`` (no position information at all), ``"sinusoidal"`` and ``"learned"``
+            (chapter 4: a vector added to each token), ``"rope"`` (queries and keys rotated in
+            every layer), ``"alibi"`` (fixed per-head distance penalties) or ``"t5"`` (a learned
+            bias per head and distance bucket, shared by all layers, as in T5).
+        max_len: the longest sequence of the learned table (``"learned"`` only: the other
+            schemes accept any length).
+        t5_buckets, t5_max_distance: T5's bucketing (causal, so all buckets look back).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        scheme: str,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        d_ff: int | None = None,
+        max_len: int = 64,
+        dropout: float = 0.0,
+        t5_buckets: int = 16,
+        t5_max_distance: int = 32,
+    ):
+        super().__init__()
+        if scheme not in POSITION_SCHEMES:
+            raise ValueError(f"scheme must be one of {POSITION_SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
+        self.num_heads = num_heads
+        self.max_len = max_len
+        self.token_embed = TokenEmbedding(vocab_size, d_model)
+        self.learned = LearnedPositionalEmbedding(d_model, max_len) if scheme == "learned" else None
+        self.t5_bias = (
+            T5RelativePositionBias(num_heads, t5_buckets, t5_max_distance, bidirectional=False)
+            if scheme == "t5" else None
+        )
+        d_ff = 4 * d_model if d_ff is None else d_ff
+        self.blocks = nn.ModuleList(
+            _Block(d_model, num_heads, d_ff, dropout, rotary=scheme == "rope")
+            for _ in range(num_layers)
+        )
+        self.final_norm = LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size)
+
+    def position_bias(self, seq_len: int, device: torch.device) -> Tensor | None:
+        """The additive bias ``(heads, seq_len, seq_len)`` of ALiBi or T5, else None."""
+        if self.scheme == "alibi":
+            return alibi_bias(self.num_heads, seq_len, device=device)
+        if self.scheme == "t5":
+            return self.t5_bias(seq_len)
+        return None
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``tokens``: ``(batch, seq_len)`` -> next-token logits ``(batch, seq_len, vocab)``.
+
+        A ``"learned"`` model raises ``ValueError`` beyond ``max_len``: it has no vector for
+        those positions.
+        """
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, seq_len), got {tuple(tokens.shape)}")
+        seq_len = tokens.shape[1]
+        x = self.token_embed(tokens)  # (batch, seq_len, d_model)
+        if self.scheme == "sinusoidal":
+            # Computed for the length at hand: the formula has no maximum length.
+            x = x + sinusoidal_encoding(seq_len, x.shape[-1]).to(x.device)
+        elif self.learned is not None:
+            x = self.learned(x)  # raises beyond max_len
+        mask = make_causal_mask(seq_len, tokens.device)  # (seq_len, seq_len)
+        bias = self.position_bias(seq_len, tokens.device)  # (heads, seq_len, seq_len) or None
+        for block in self.blocks:
+            x = block(x, mask, bias)  # (batch, seq_len, d_model)
+        return self.lm_head(self.final_norm(x))  # (batch, seq_len, vocab_size)
+
+    def attention_weights(self) -> list[Tensor]:
+        """Per layer, the ``(batch, heads, seq_len, seq_len)`` weights of the last forward."""
+        return [block.attention.attention_weights for block in self.blocks]
