@@ -168,3 +168,26 @@ def test_serve_command_rejects_bad_settings_before_listening(capsys):
     code = main(["translator", "serve", "--checkpoint", str(ROOT / "missing.pt")])
     assert code == 1
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_serve_command_loads_the_model_in_the_thread_that_runs_it(monkeypatch):
+    # Two threads running torch kernels made every decoding step 3x slower (model_thread).
+    import threading
+
+    from transformer_course import cli, serving, translator
+
+    threads = {}
+
+    def fake_load(checkpoint, device=None):
+        threads["load"] = threading.current_thread().name
+        return "model"
+
+    def fake_serve(model, *settings):
+        executor = settings[-1]
+        threads["run"] = executor.submit(lambda: threading.current_thread().name).result()
+        assert model == "model"
+
+    monkeypatch.setattr(translator, "load_translator", fake_load)
+    monkeypatch.setattr(serving, "serve", fake_serve)
+    assert cli.main(["translator", "serve", "--checkpoint", "any.pt"]) == 0
+    assert threads["load"] == threads["run"] != threading.main_thread().name
