@@ -44,17 +44,8 @@ def check_mask(mask: Tensor, scores_shape: tuple[int, ...] | torch.Size) -> None
             f"mask must be a boolean tensor (True = may attend), got dtype {mask.dtype}; "
             "convert a 0/1 mask with mask.bool(), or PyTorch's convention with from_pytorch_mask()"
         )
-    expected = tuple(scores_shape)
-    try:
-        broadcast = torch.broadcast_shapes(mask.shape, expected)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != expected:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores' "
-            f"shape {expected} (..., q_len, k_len); padding masks are (batch, 1, 1, k_len), "
-            "causal masks (q_len, k_len)"
-        )
+    _check_broadcast("mask", mask, scores_shape,
+                     "padding masks are (batch, 1, 1, k_len), causal masks (q_len, k_len)")
 
 
 def check_bias(bias: Tensor, scores: Tensor) -> None:
@@ -68,15 +59,20 @@ def check_bias(bias: Tensor, scores: Tensor) -> None:
         )
     if bias.dtype != scores.dtype:
         raise ValueError(f"bias has dtype {bias.dtype}, the scores {scores.dtype}")
-    expected = tuple(scores.shape)
+    _check_broadcast("bias", bias, scores.shape, "a per-head bias is (heads, q_len, k_len)")
+
+
+def _check_broadcast(name: str, tensor: Tensor, scores_shape, hint: str) -> None:
+    # Broadcasting must not grow the scores: a (2, q, k) bias on (1, q, k) scores would.
+    expected = tuple(scores_shape)
     try:
-        broadcast = torch.broadcast_shapes(bias.shape, expected)
+        broadcast = torch.broadcast_shapes(tensor.shape, expected)
     except RuntimeError:
         broadcast = None
     if broadcast != expected:
         raise ValueError(
-            f"bias of shape {tuple(bias.shape)} does not broadcast to the attention scores' "
-            f"shape {expected} (..., q_len, k_len); a per-head bias is (heads, q_len, k_len)"
+            f"{name} of shape {tuple(tensor.shape)} does not broadcast to the attention scores' "
+            f"shape {expected} (..., q_len, k_len); {hint}"
         )
 
 

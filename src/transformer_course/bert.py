@@ -32,7 +32,7 @@ from .embeddings import LearnedPositionalEmbedding, TokenEmbedding
 from .encoder import TransformerEncoder
 from .feedforward import ACTIVATIONS
 from .normalization import LayerNorm
-from .transformer import init_linear_layers
+from .transformer import check_layer_settings, check_positive, init_linear_layers
 
 __all__ = [
     "IGNORE_INDEX",
@@ -178,19 +178,11 @@ class BertConfig:
     def __post_init__(self) -> None:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
-        for name in ("vocab_size", "max_len", "d_model", "num_heads", "num_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
+        check_positive(self, ("vocab_size", "max_len", "d_model", "num_heads", "num_layers",
+                              "d_ff"))
+        check_layer_settings(self)
         if not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id must be in [0, {self.vocab_size}), got {self.pad_id}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

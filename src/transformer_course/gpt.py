@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from .attention import make_causal_mask
 from .decoder import LayerCache, TransformerDecoder
 from .embeddings import LearnedPositionalEmbedding, TokenEmbedding
-from .feedforward import ACTIVATIONS
-from .transformer import init_linear_layers
+from .transformer import check_layer_settings, check_positive, init_linear_layers
 
 __all__ = ["GPTConfig", "GPT"]
 
@@ -38,17 +37,9 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
-        for name in ("vocab_size", "context_length", "d_model", "num_heads", "num_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.d_model % self.num_heads != 0:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        check_positive(self, ("vocab_size", "context_length", "d_model", "num_heads", "num_layers",
+                              "d_ff"))
+        check_layer_settings(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -18,7 +18,34 @@ from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from .encoder import TransformerEncoder
 from .feedforward import ACTIVATIONS
 
-__all__ = ["TransformerConfig", "Transformer", "make_positional", "init_linear_layers"]
+__all__ = [
+    "TransformerConfig",
+    "Transformer",
+    "make_positional",
+    "init_linear_layers",
+    "check_positive",
+    "check_layer_settings",
+]
+
+
+def check_positive(config, names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless every size in ``names`` is at least 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+
+
+def check_layer_settings(config) -> None:
+    """The checks every model config shares: heads divide ``d_model``, ``dropout`` in [0, 1),
+    a known ``activation`` (the Transformer, GPT, BERT and ViT configs)."""
+    if config.d_model % config.num_heads != 0:
+        raise ValueError(
+            f"d_model ({config.d_model}) must be divisible by num_heads ({config.num_heads})"
+        )
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
 
 @dataclass
@@ -47,20 +74,12 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff", "max_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff",
+                              "max_len"))
         for name in ("num_encoder_layers", "num_decoder_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.d_model % self.num_heads != 0:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        check_layer_settings(self)
         if self.positional not in ("sinusoidal", "learned"):
             raise ValueError(
                 f"positional must be 'sinusoidal' or 'learned', got {self.positional!r}"

@@ -28,8 +28,7 @@ from torch import Tensor, nn
 
 from .device import set_seed
 from .encoder import TransformerEncoder
-from .feedforward import ACTIVATIONS
-from .transformer import init_linear_layers
+from .transformer import check_layer_settings, init_linear_layers
 
 __all__ = [
     "patchify",
@@ -146,14 +145,7 @@ class ViTConfig:
             raise ValueError(
                 f"patch_size {self.patch_size} must divide image_size {self.image_size}"
             )
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        check_layer_settings(self)
 
     @property
     def num_patches(self) -> int:
