@@ -247,7 +247,6 @@ class OnnxTranslator:
                                             providers=providers)
         self.translator = translator
         self.tokenizer = translator.tokenizer
-        self.max_positions = translator.model.config.max_len
 
     def encode(self, src: np.ndarray) -> np.ndarray:
         """``(batch, src_len)`` int64 ids -> memory ``(batch, src_len, d_model)`` float32."""
@@ -279,15 +278,6 @@ class OnnxTranslator:
     def translate(self, sentences: list[str] | str, batch_size: int = 64) -> list[str] | str:
         """German -> English, greedy, batched and length-limited as
         :meth:`Translator.translate` with ``beam_size=1``."""
-        single = isinstance(sentences, str)
-        sentences = [sentences] if single else list(sentences)
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        outputs: dict[int, str] = {}
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            src = self.translator.encode_sources([sentences[i] for i in chunk]).cpu().numpy()
-            max_len = min(int(src.shape[1] * 1.5) + 10, self.max_positions - 1)
-            for i, ids in zip(chunk, self.greedy_decode(src, max_len), strict=True):
-                outputs[i] = self.tokenizer.decode(ids)
-        translations = [outputs[i] for i in range(len(sentences))]
-        return translations[0] if single else translations
+        return self.translator.translate_with(
+            sentences, lambda src, max_len: self.greedy_decode(src.cpu().numpy(), max_len),
+            batch_size)

@@ -14,10 +14,12 @@ import json
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from .batching import BucketBatchSampler, TranslationDataset, collate_translation
 from .datasets import load_multi30k
@@ -147,6 +149,27 @@ class Translator:
         batch_size: int = 64,
     ) -> list[str] | str:
         """German text -> English text; ``beam_size=1`` is greedy decoding."""
+        use_cache = getattr(self.model, "supports_cache", True)
+        bos, eos = self.tokenizer.bos_id, self.tokenizer.eos_id
+
+        def decode(src: Tensor, max_len: int) -> list[list[int]]:
+            if beam_size == 1:
+                return greedy_decode(self.model, src, bos, eos, max_len, use_cache=use_cache)
+            return beam_search(self.model, src, beam_size, bos, eos, max_len,
+                               alpha=length_penalty, use_cache=use_cache)
+
+        return self.translate_with(sentences, decode, batch_size)
+
+    def translate_with(
+        self,
+        sentences: list[str] | str,
+        decode: Callable[[Tensor, int], list[list[int]]],
+        batch_size: int = 64,
+    ) -> list[str] | str:
+        """Translate with any decoding function ``decode(src, max_len)``, which turns padded
+        source ids ``(batch, src_len)`` into one list of output ids per sentence (without <s>
+        and </s>): batching, the output length limit and detokenization are shared by
+        :meth:`translate` and the ONNX translator of chapter 17."""
         single = isinstance(sentences, str)
         sentences = [sentences] if single else list(sentences)
         if not sentences:
@@ -158,15 +181,7 @@ class Translator:
             chunk = order[start : start + batch_size]
             src = self.encode_sources([sentences[i] for i in chunk])
             max_len = min(int(src.shape[1] * 1.5) + 10, self.model.config.max_len - 1)
-            use_cache = getattr(self.model, "supports_cache", True)
-            if beam_size == 1:
-                ids = greedy_decode(self.model, src, self.tokenizer.bos_id,
-                                    self.tokenizer.eos_id, max_len, use_cache=use_cache)
-            else:
-                ids = beam_search(self.model, src, beam_size, self.tokenizer.bos_id,
-                                  self.tokenizer.eos_id, max_len, alpha=length_penalty,
-                                  use_cache=use_cache)
-            for i, token_ids in zip(chunk, ids, strict=True):
+            for i, token_ids in zip(chunk, decode(src, max_len), strict=True):
                 outputs[i] = self.tokenizer.decode(token_ids)
         translations = [outputs[i] for i in range(len(sentences))]
         return translations[0] if single else translations
