@@ -28,6 +28,26 @@ c.Execute.interrupt_on_timeout = True
 # 4-second default to arrive; waiting longer avoids a spurious failure.
 c.Execute.iopub_timeout = 30
 
+# Submissions are code from strangers: autograde runs each one isolated (its own folder, no
+# access to the gradebook, the solutions or other students' work, resource limits) and scores
+# its test cells from checks made in a second, clean process (transformer_course.grading).
+# This replaces nbgrader's Execute step; nbgrader's other steps are kept. The timeout above is
+# the isolated run's per-cell limit too. Feedback never shows the hidden tests.
+c.Autograde.autograde_preprocessors = [
+    "transformer_course.grading.execute.IsolatedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
 # A student who deletes a test cell does not escape it: autograde puts it back. (Edited test
 # cells are always replaced by the originals, since test cells are locked.)
 c.OverwriteCells.add_missing_cells = True

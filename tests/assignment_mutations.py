@@ -34,6 +34,12 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("RNN path length off by one (seq_len instead of seq_len - 1)",
                  'return seq_len - 1 if layer == "rnn" else 1',
                  'return seq_len if layer == "rnn" else 1', ("costs",)),
+        Mutation("softmax's dim defaults to 0 instead of the last dimension",
+                 "def softmax(x: torch.Tensor, dim: int = -1)",
+                 "def softmax(x: torch.Tensor, dim: int = 0)", ("softmax",)),
+        Mutation("softmax shifts its input in place (x -= max) instead of making a new tensor",
+                 "shifted = x - x.amax(dim=dim, keepdim=True)  # the same softmax, and no overflow",
+                 "shifted = x.sub_(x.amax(dim=dim, keepdim=True))", ("softmax",)),
     ],
     "ch02_attention": [
         Mutation("naive softmax: no subtraction of the maximum, overflows on large scores",
@@ -59,6 +65,10 @@ MUTATIONS: dict[str, list[Mutation]] = {
                  "return -torch.special.xlogy(weights, weights).sum(dim=-1)",
                  "return -torch.special.xlogy(weights, weights).sum(dim=-1) / math.log(2)",
                  ("entropy", "scaling")),
+        Mutation("stable_softmax shifts its input in place (x -= max)",
+                 "shifted = x - x.amax(dim=dim, keepdim=True)  # the largest entry along dim",
+                 "shifted = x.sub_(x.amax(dim=dim, keepdim=True))  # the largest entry along dim",
+                 ("stable_softmax",)),
     ],
     "ch03_multihead_attention": [
         Mutation("split into heads with view alone, without the transpose",
@@ -74,6 +84,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("one bias vector counted instead of one per projection",
                  "biases = 4 * d_model if bias else 0",
                  "biases = d_model if bias else 0", ("count",)),
+        Mutation("value defaults to the query instead of the key",
+                 "value = key if value is None else value",
+                 "value = query if value is None else value", ("mha",)),
     ],
     "ch04_positional_encoding": [
         Mutation("sines and cosines swapped",
@@ -92,6 +105,10 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("token embeddings not multiplied by sqrt(d_model)",
                  "scaled = embedding_weight[tokens] * math.sqrt(d_model)",
                  "scaled = embedding_weight[tokens]", ("input",)),
+        Mutation("the learned table is frozen: its rows never get a gradient",
+                 "self.embedding = nn.Embedding(max_len, d_model)",
+                 "self.embedding = nn.Embedding(max_len, d_model).requires_grad_(False)",
+                 ("learned",)),
     ],
     "ch05_tokenization": [
         Mutation("pairs counted once per occurrence, not weighted by the word's count",
@@ -126,6 +143,10 @@ MUTATIONS: dict[str, list[Mutation]] = {
                  "best = min(adjacent, key=lambda pair: ranks.get(pair, len(ranks)))",
                  "best = next((pair for pair in adjacent if pair in ranks), None)",
                  ("encode_word",)),
+        Mutation("merge_pair rewrites the table it was given and returns it",
+                 "        new_words[tuple(new_symbols)] = count\n    return new_words",
+                 "        new_words[tuple(new_symbols)] = count\n    words.clear()\n"
+                 "    words.update(new_words)\n    return words", ("merge_pair",)),
     ],
     "ch06_feedforward_normalization": [
         Mutation("unbiased variance (torch.var's default, divided by d - 1) in LayerNorm",
@@ -146,6 +167,12 @@ MUTATIONS: dict[str, list[Mutation]] = {
                  "\n    return norm(x + sublayer(x))  # post-norm",
                  "return norm(x + sublayer(x))  # post-norm"
                  "\n    return x + sublayer(norm(x))  # pre-norm", ("residual",)),
+        Mutation("LayerNorm's mean detached from the graph: right values, wrong gradient",
+                 "mean = x.mean(dim=-1, keepdim=True)  # (..., 1): one mean per token",
+                 "mean = x.mean(dim=-1, keepdim=True).detach()  # (..., 1)", ("layer_norm",)),
+        Mutation("pre-norm block calls norm twice (a leftover h = norm(x))",
+                 "return x + sublayer(norm(x))  # pre-norm: the stream itself is never normalized",
+                 "h = norm(x)\n        return x + sublayer(norm(x))  # pre-norm", ("residual",)),
     ],
     "ch07_encoder": [
         Mutation("pre-norm residual added to the normalized copy instead of the stream",
@@ -163,6 +190,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("LayerNorm counted with its scale only, its shift beta forgotten",
                  "one_norm = 2 * d_model if bias else d_model",
                  "one_norm = d_model", ("count",)),
+        Mutation("post-norm layer drops the padding mask on the way to the self-attention",
+                 "x = norm1(x + self_attn(x, x, x, mask)[0])",
+                 "x = norm1(x + self_attn(x, x, x)[0])", ("layer",)),
     ],
     "ch08_decoder": [
         Mutation("causal mask off by one: a position may not attend to itself",
@@ -178,6 +208,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("causality test compares positions 0..t-1, leaving out position t",
                  "past = difference[:, : t + 1].max().item()",
                  "past = difference[:, :t].max().item()", ("causality",)),
+        Mutation("future_influence writes the new tokens into tgt_in itself (no clone)",
+                 "changed = tgt_in.clone()  # (batch, tgt_len)",
+                 "changed = tgt_in  # (batch, tgt_len)", ("causality",)),
     ],
     "ch09_generation": [
         Mutation("logits multiplied by the temperature instead of divided",
@@ -198,6 +231,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("cached decoding feeds the whole sequence again at every step",
                  "step_input = next_token if use_cache else tokens",
                  "step_input = tokens", ("kv_cache",)),
+        Mutation("greedy_generate without the cache by default",
+                 "use_cache: bool = True) -> torch.Tensor:",
+                 "use_cache: bool = False) -> torch.Tensor:", ("kv_cache",)),
     ],
     "ch10_training": [
         Mutation("smoothing spread over the V - 1 wrong ids with 1 - eps on the target, not "
@@ -225,6 +261,19 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("PyTorch's random generator state not restored: other dropout masks on resume",
                  'torch.set_rng_state(checkpoint["rng"]["torch"])',
                  "pass", ("checkpoint",)),
+        Mutation("label smoothing on detached logits: no gradient reaches the model",
+                 "log_probs = F.log_softmax(logits.float(), dim=-1)",
+                 "log_probs = F.log_softmax(logits.float().detach(), dim=-1)",
+                 ("label_smoothing",)),
+        Mutation("gradients scaled out of place (mul, not mul_): the .grad are unchanged",
+                 "gradient.mul_(scale)", "gradient.mul(scale)", ("clipping",)),
+        Mutation("checkpoint holds the live state dicts, not a snapshot",
+                 "return copy.deepcopy(checkpoint)  # a snapshot, not references to the live",
+                 "return checkpoint  # a snapshot, not references to the live", ("checkpoint",)),
+        Mutation("checkpoint saved straight to its path: a crash leaves a broken file",
+                 "    path = Path(path)\n    handle, temporary = tempfile.mkstemp(",
+                 "    torch.save(checkpoint, path)\n    return\n"
+                 "    handle, temporary = tempfile.mkstemp(", ("checkpoint",)),
     ],
     "ch11_evaluation": [
         Mutation("clipped by the sum of the reference counts instead of their maximum",
@@ -317,6 +366,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("load-balancing loss with the mean probabilities instead of the dispatch fraction",
                  "dispatch = F.one_hot(first, num_experts).to(probs.dtype).mean(dim=0)  # (N,): f",
                  "dispatch = probs.mean(dim=0)  # (N,): f", ("moe",)),
+        Mutation("routing gates cut off from the graph: no gradient reaches the router",
+                 "top_probs, experts = probs.topk(k, dim=-1)",
+                 "top_probs, experts = probs.detach().topk(k, dim=-1)", ("moe",)),
     ],
     "ch16_modern_variants": [
         Mutation("80/10/10 applied as 80/20/0: every selected token not [MASK]ed is randomised",
@@ -338,6 +390,14 @@ MUTATIONS: dict[str, list[Mutation]] = {
                  "o = o_a * scale_a[..., None] + o_b * scale_b[..., None]",
                  "o = o_a / l_a[..., None] * scale_a[..., None]"
                  " + o_b / l_b[..., None] * scale_b[..., None]", ("merge",)),
+        Mutation("convolution weights flattened with the channels last, not as the patches are",
+                 "embedding.proj.weight.copy_(conv.weight.reshape(d_model, -1))",
+                 "embedding.proj.weight.copy_(\n"
+                 "            conv.weight.permute(0, 2, 3, 1).reshape(d_model, -1))",
+                 ("conv_embedding",)),
+        Mutation("the convolution's bias dropped: the embedding's bias is left at zero",
+                 "embedding.proj.bias.copy_(conv.bias)", "embedding.proj.bias.zero_()",
+                 ("conv_embedding",)),
     ],
     "ch17_production": [
         Mutation("per-channel scales taken over the columns (dim 0) instead of the output rows",
@@ -355,5 +415,16 @@ MUTATIONS: dict[str, list[Mutation]] = {
         Mutation("batcher never flushes on max_wait_ms: it waits until the batch is full",
                  "while stop < last and arrivals_ms[stop] <= deadline:  # step 2",
                  "while stop < last:  # step 2", ("batcher",)),
+        Mutation("cache returns copies of the filled part, not views of the buffers",
+                 "return self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]  # views",
+                 "return self.key_buffer[:, :, :end].clone(),"
+                 " self.value_buffer[:, :, :end].clone()",
+                 ("cache",)),
+        Mutation("reorder moves the keys but forgets the values",
+                 "self.value_buffer[:, :, :filled] = self.value_buffer[index, :, :filled]",
+                 "pass", ("cache",)),
+        Mutation("int8 layer's bias shares memory with the float layer's (no copy)",
+                 "linear.bias.detach().float().clone()", "linear.bias.detach()",
+                 ("int8_linear",)),
     ],
 }

@@ -13,13 +13,18 @@ the scores from nbgrader's gradebook (autograde succeeds even when tests fail):
   timeout while its other tasks and the rest of the batch are graded, and a submission whose
   test cells were deleted or edited is graded with the original tests.
 
-Each submission runs in its own Jupyter kernel, which imports torch: 4-5 s of CPU per
-submission, the solution, the blank and 2-5 mistakes per assignment, plus one 30 s timeout;
-the whole module takes several minutes on a 2-core machine, which is why the grading tests
-are marked slow.
+Autograding uses the isolated execution of transformer_course.grading: each submission runs
+in a sandbox and its checks in a second, clean process, both of which import torch (about
+3 s of CPU each); with the solution, the blank and 2-5 mistakes per assignment, plus one 30 s
+timeout, the module takes several minutes on a 2-core machine, which is why the grading tests
+are marked slow. The static tests also hold every check to a message a student can act on,
+and every graded function to being called with each combination of its optional arguments.
 """
 
+import ast
+import functools
 import importlib.util
+import itertools
 import re
 import subprocess
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from assignment_mutations import MUTATIONS, Mutation
 from traitlets.config import PyFileConfigLoader
 
 from transformer_course.grading import Course, list_assignments
+from transformer_course.grading.sandbox import Limits, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 # nbgrader's own noise: SQLAlchemy session warnings, and cells it puts back without an id.
@@ -127,6 +133,77 @@ def test_mutation_applies_to_the_solution(assignment, mutation):
     count = sum(cell.source.count(mutation.old) for cell in nb.cells)
     assert count == 1, f"{mutation.old!r} occurs {count} times in {assignment}"
     assert mutation.loses and set(mutation.loses) <= set(autograded_tasks(assignment))
+
+
+def _answer_signatures(nb) -> dict[str, tuple[list[str], list[str]]]:
+    """Each function and class of the answer cells: (its parameters, the optional ones)."""
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        for node in ast.parse(cell.source).body:
+            function, skip = node, 0
+            if isinstance(node, ast.ClassDef):
+                function = next((m for m in node.body if isinstance(m, ast.FunctionDef)
+                                 and m.name == "__init__"), None)
+                skip = 1  # self
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            args = function.args
+            positional = [a.arg for a in args.posonlyargs + args.args][skip:]
+            optional = positional[len(positional) - len(args.defaults):] if args.defaults else []
+            optional += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                         if d is not None]
+            found[node.name] = (positional, optional)
+    return found
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_check_says_what_is_wrong(assignment):
+    """A student reads the message of a failed check, often nothing else: every assert and
+    every assert_close of a test cell carries one ("Tensor-likes are not close!" is not)."""
+    silent = []
+    for cell in nbformat.read(source(assignment), as_version=4).cells:
+        if not is_test_cell(cell):
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Assert) and node.msg is None:
+                silent.append(f"{grade_id(cell)}:{node.lineno}: {ast.unparse(node)[:70]}")
+            if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+                    ("assert_close", "assert_equal", "assert_allclose"))
+                    and not any(k.arg in ("msg", "err_msg") for k in node.keywords)):
+                silent.append(f"{grade_id(cell)}:{node.lineno}: {ast.unparse(node)[:70]}")
+    assert not silent, "checks without a message:\n" + "\n".join(silent)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_argument_combination_is_tested(assignment):
+    """Each graded function (and class) is called with every combination of its optional
+    arguments given or left out, so that a default handled wrongly cannot pass."""
+    nb = nbformat.read(source(assignment), as_version=4)
+    signatures = _answer_signatures(nb)
+    seen = {name: set() for name in signatures}
+    for cell in nb.cells:
+        if not is_test_cell(cell):
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in signatures):
+                continue
+            if any(isinstance(a, ast.Starred) for a in node.args) or any(
+                    k.arg is None for k in node.keywords):
+                continue  # f(*args): which ones are given is not visible here
+            positional, optional = signatures[node.func.id]
+            given = set(positional[:len(node.args)]) | {k.arg for k in node.keywords}
+            seen[node.func.id].add(frozenset(given & set(optional)))
+    missing = []
+    for name, (_, optional) in signatures.items():
+        for size in range(len(optional) + 1):
+            for combination in itertools.combinations(optional, size):
+                if frozenset(combination) not in seen[name]:
+                    missing.append(f"{name}({', '.join(combination) or 'no optional argument'})")
+    assert not missing, "never called with exactly these optional arguments: " + "; ".join(
+        missing)
 
 
 def test_repository_nbgrader_configuration():
@@ -245,6 +322,12 @@ def tampered_submission(released: Path):
     return nb
 
 
+@functools.cache
+def isolation():
+    """What this machine offers (tests/test_grading.py checks the refusal without it)."""
+    return probe()
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """``batch(assignment)``: the assignment's submissions, autograded once (cached)."""
@@ -253,7 +336,9 @@ def batch(tmp_path_factory):
     def grade(assignment: str) -> Batch:
         if assignment not in done:
             root = tmp_path_factory.mktemp(f"course-{assignment}")
-            course = Course(root, ROOT, {"Execute": {"timeout": TEST_TIMEOUT}})
+            course = Course(root, ROOT)
+            scratch = tmp_path_factory.mktemp(f"scratch-{assignment}")
+            course.isolate(assignment, Limits(cell_seconds=TEST_TIMEOUT), isolation(), scratch)
             released = course.generate(assignment)
             notebooks = {"solution": nbformat.read(source(assignment), as_version=4),
                          "blank": nbformat.read(released, as_version=4)}
@@ -304,6 +389,7 @@ def test_an_infinite_loop_is_stopped_and_everything_else_still_graded(batch):
     assert graded.lost("infinite-loop") == {looping_task}
     assert graded.tasks("infinite-loop")[looping_task] == 0
     assert "CellTimeoutError" in graded.errors("infinite-loop")[looping_task]
+    assert graded.errors("infinite-loop")[f"{looping_task}_tests"], "its checks failed"
     assert graded.lost("solution") == set()  # graded after it in the same run
 
 

@@ -78,3 +78,15 @@ def test_download_failure_is_reported_with_exit_code_1(tmp_path, monkeypatch, ca
     monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(tmp_path / "cache"))
     assert main(["download", "tinytalks"]) == 1
     assert "could not download tinytalks/tinytalks_v1.txt" in capsys.readouterr().err
+
+
+def test_download_into_an_unusable_cache_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("TRANSFORMER_COURSE_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(blocker / "cache"))
+    assert main(["download", "tinytalks"]) == 1  # reported before any network access
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot use the download cache {blocker / 'cache' / 'tinytalks'}"
+                          " for tinytalks/tinytalks_v1.txt (NotADirectoryError")
+    assert "TRANSFORMER_COURSE_CACHE" in err and err.count("\n") == 1

@@ -227,3 +227,67 @@ def test_no_network_says_how_to_supply_the_file(tmp_path, monkeypatch):
     message = str(error.value)
     assert "could not download demo/x.gz" in message
     assert "TRANSFORMER_COURSE_DATA" in message and str(tmp_path / "cache") in message
+
+
+# --- a cache that cannot be written -----------------------------------------------------------
+
+
+def test_a_cache_under_a_file_is_a_clear_error(server, tmp_path, monkeypatch):
+    s, root = server
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.delenv("TRANSFORMER_COURSE_DATA", raising=False)
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(blocker / "cache"))
+    with pytest.raises(DatasetError) as error:
+        fetch(_remote(s.url, root))
+    message = str(error.value)
+    assert message.startswith(f"cannot use the download cache {blocker / 'cache' / 'demo'} "
+                              "for demo/lines.gz")
+    assert "TRANSFORMER_COURSE_CACHE" in message and "could not download" not in message
+
+
+@pytest.mark.parametrize("broken", ["mkstemp", "replace"])
+def test_a_read_only_cache_is_a_clear_error_and_leaves_nothing(server, tmp_path, monkeypatch,
+                                                               broken):
+    # Tests run as root, where chmod does not stop writes: the refusal is simulated.
+    import tempfile
+
+    from transformer_course import datasets
+
+    s, root = server
+    monkeypatch.delenv("TRANSFORMER_COURSE_DATA", raising=False)
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(tmp_path / "cache"))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "demo"))
+
+    if broken == "mkstemp":
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    else:
+        monkeypatch.setattr(datasets.os, "replace", refuse)
+    with pytest.raises(DatasetError, match=r"cannot use the download cache .*cache/demo for "
+                                           r"demo/lines\.gz \(PermissionError: Permission "
+                                           r"denied.*set TRANSFORMER_COURSE_CACHE"):
+        fetch(_remote(s.url, root))
+    monkeypatch.undo()
+    assert not list((tmp_path / "cache" / "demo").iterdir())  # no partial download left
+
+
+def test_a_folder_or_an_undeletable_file_in_the_cache_is_a_clear_error(server, tmp_path,
+                                                                        monkeypatch):
+    s, root = server
+    monkeypatch.delenv("TRANSFORMER_COURSE_DATA", raising=False)
+    monkeypatch.setenv("TRANSFORMER_COURSE_CACHE", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "demo" / "lines.gz"
+    cached.mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(DatasetError, match=r"cannot use the download cache .*IsADirectoryError"):
+        fetch(_remote(s.url, root))
+    cached.rmdir()
+    cached.write_bytes(b"a partial download")
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(DatasetError, match=r"cannot use the download cache .*Permission denied"):
+        fetch(_remote(s.url, root))

@@ -2,6 +2,8 @@
 
 import csv
 import shutil
+import textwrap
+import time
 from pathlib import Path
 
 import nbformat
@@ -154,3 +156,190 @@ def test_the_repository_and_its_assignments_are_found(tmp_path, monkeypatch):
     assert grading.find_repository(ROOT / "tests") == ROOT
     assert "ch01_introduction" in grading.list_assignments(ROOT)
     assert grading.resolve_assignment(ROOT, "ch02") == "ch02_attention"
+
+
+# --------------------------------------------------------------- hostile submissions
+# Graded in one batch with honest ones (book/instructors.md, "What the grader promises").
+
+HIDDEN_LINE = "for n in [1, 2, 3, 17, 512, 10_000]:"  # a line of ch01's hidden tests
+SOLUTION_LINE = "return seq_len - 1 if layer == \"rnn\" else 1"  # a line of the solution
+
+
+def _with_cell(nb, code: str, after: str):
+    """``nb`` with a cell of the student's own inserted after the cell ``after``."""
+    index = next(i for i, c in enumerate(nb.cells)
+                 if c.metadata.get("nbgrader", {}).get("grade_id") == after)
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def _hostile_submissions(course: Path, folder: Path) -> dict[str, object]:
+    solution = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    released = ROOT / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    gradebook = course / "gradebook.db"
+    alice_graded = course / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+    def blank():
+        return nbformat.read(released, as_version=4)
+
+    def honest():
+        return nbformat.read(solution, as_version=4)
+
+    def wrong():  # every answer returns a wrong value instead of raising
+        nb = blank()
+        for cell in nb.cells:
+            cell.source = cell.source.replace("raise NotImplementedError()", "return 0")
+        return nb
+
+    tamper = f"""
+import sqlite3
+for attempt in range(3):
+    try:
+        db = sqlite3.connect({str(gradebook)!r})
+        db.execute("update grade set auto_score = 0")
+        db.execute("update grade set auto_score = max_score where id is not null")
+        db.commit()
+    except Exception as error:
+        print("gradebook:", error)
+    try:
+        open({str(alice_graded)!r}, "w").write("{{}}")
+    except Exception as error:
+        print("alice:", error)
+"""
+    disarm = """
+import builtins, numpy, torch
+torch.testing.assert_close = lambda *args, **kwargs: None
+numpy.testing.assert_allclose = lambda *args, **kwargs: None
+torch.equal = lambda *args, **kwargs: True
+torch.allclose = lambda *args, **kwargs: True
+torch.Tensor.__eq__ = lambda *args: torch.tensor(True)
+builtins.isinstance = lambda *args: True
+builtins.AssertionError = type("Harmless", (Exception,), {})
+"""
+    snoop = f"""
+import os
+for path in [{str(solution)!r}, {str(folder / 'alice.ipynb')!r}, {str(gradebook)!r}]:
+    try:
+        print(open(path, errors="replace").read()[:100000])
+    except Exception as error:
+        print("SNOOP" + "ED", error)  # the joined word appears only in printed output
+print(get_ipython().user_ns.get("In"))
+"""
+    daemon = f"""
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        sys.argv[0] = "hostile-daemon-marker"
+        for _ in range(600):
+{textwrap.indent(tamper, " " * 12)}
+            time.sleep(0.2)
+    os._exit(0)
+"""
+    return {
+        "alice": honest(),
+        "bob": blank(),
+        "mallory-gradebook": _with_cell(blank(), tamper, "course_code_1"),
+        "mallory-daemon": _with_cell(blank(), daemon, "course_code_1"),
+        "mallory-disarm": _with_cell(wrong(), disarm, "course_code_1"),
+        "mallory-snoop": _with_cell(blank(), snoop, "course_code_1"),
+        "mallory-hog": _with_cell(honest(), "block = bytearray(6 * 2**30)\n"
+                                            "print('x' * 100_000_000)", "course_code_1"),
+        "mallory-exit": _with_cell(honest(), "import os\nos._exit(0)", "softmax_tests"),
+        "mallory-stubborn": _with_cell(honest(), "import signal\n"
+                                                 "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                 "while True:\n    pass", "softmax_tests"),
+    }
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    folder, course = tmp / "submissions", tmp / "course"
+    folder.mkdir()
+    for student, nb in _hostile_submissions(course, folder).items():
+        nbformat.write(nb, folder / f"{student}.ipynb")
+    started = time.monotonic()
+    report = grading.grade_folder(ASSIGNMENT, folder, tmp / "grades", course_dir=course,
+                                  cell_timeout=10)
+    return report, tmp, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_hostile_submissions_gain_nothing_and_honest_ones_keep_their_marks(hostile):
+    report, _, seconds = hostile
+    scores = {s.student: sum(s.scores.values()) for s in report.submissions}
+    full = report.autograded_max
+    assert all(s.error is None for s in report.submissions), [s.error for s in report.submissions]
+    assert scores["alice"] == full, "an honest submission keeps full marks"
+    for student in ("bob", "mallory-gradebook", "mallory-daemon", "mallory-disarm",
+                    "mallory-snoop"):
+        assert scores[student] == 0, f"{student} gained {scores[student]} points"
+    assert scores["mallory-hog"] == full, "its own limits hit, its answers still graded"
+    first = report.max_points["softmax_tests"]
+    assert scores["mallory-exit"] == scores["mallory-stubborn"] == first, \
+        "graded up to the cell that ended (or hung) its notebook, nothing after"
+    assert seconds < 600, "the batch finishes"
+
+
+@pytest.mark.slow
+def test_the_gradebook_and_graded_notebooks_were_not_touched(hostile):
+    report, tmp, _ = hostile
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp / 'course' / 'gradebook.db'}") as gradebook:
+        alice = gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, "alice")
+        assert alice.score == report.autograded_max
+    graded = tmp / "course" / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nbformat.validate(nbformat.read(graded, as_version=4))
+
+
+@pytest.mark.slow
+def test_no_process_of_a_submission_outlives_grading(hostile):
+    alive = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        try:
+            if b"hostile-daemon-marker" in (entry / "cmdline").read_bytes():
+                alive.append(entry.name)
+        except OSError:
+            continue
+    assert not alive, f"left running: {alive}"
+
+
+@pytest.mark.slow
+def test_feedback_is_bounded_and_holds_no_hidden_tests_or_others_work(hostile):
+    report, tmp, _ = hostile
+    for submission in report.submissions:
+        html = submission.feedback.read_text()
+        assert len(html) < 2_000_000, f"{submission.student}: {len(html)} bytes of feedback"
+        assert HIDDEN_LINE not in html, f"{submission.student}'s feedback shows hidden tests"
+        if submission.student != "alice":
+            assert SOLUTION_LINE not in html, f"{submission.student}'s feedback shows a solution"
+    snoop = (tmp / "grades" / "feedback" / "mallory-snoop.html").read_text()
+    assert "SNOOPED" not in snoop, "what the student's process printed never reaches feedback"
+
+
+@pytest.mark.slow
+def test_failed_checks_tell_the_student_what_is_wrong(hostile):
+    report, tmp, _ = hostile
+    html = (tmp / "grades" / "feedback" / "bob.html").read_text()
+    assert "NotImplementedError" in html, "the stub's error, shown at its task"
+    assert "All checks passed" in (tmp / "grades" / "feedback" / "alice.html").read_text()
+
+
+def test_grading_is_refused_where_submissions_cannot_be_isolated(tmp_path, monkeypatch, capsys):
+    from transformer_course.grading import sandbox
+
+    shutil.copy(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", tmp_path / "a.ipynb")
+    monkeypatch.setattr(sandbox, "probe", lambda: sandbox.Isolation(landlock_abi=0))
+    assert main(["grade", ASSIGNMENT, str(tmp_path), "--output", str(tmp_path / "out")]) == 1
+    assert "cannot isolate submissions" in capsys.readouterr().err
+
+
+def test_oversized_and_oddly_named_submissions_are_refused_before_grading(tmp_path):
+    (tmp_path / "big.ipynb").write_bytes(b" " * (grading.course.MAX_SUBMISSION_BYTES + 1))
+    (tmp_path / "-rf.ipynb").write_text("{}")
+    submissions, skipped = grading.read_submissions(tmp_path)
+    assert [s.student for s in submissions] == ["big"]
+    assert "at most 8 MB" in submissions[0].error
+    assert skipped and "student id" in skipped[0]

@@ -3,6 +3,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -213,7 +214,7 @@ def test_loading_a_bad_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         trainer.load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable Trainer checkpoint: it is a text file"):
         trainer.load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a Trainer checkpoint"):
@@ -225,3 +226,118 @@ def test_non_finite_loss_stops_training(tmp_path):
     trainer.compute_loss = lambda model, batch: (torch.tensor(float("nan"), requires_grad=True), 1)
     with pytest.raises(FloatingPointError, match="nan"):
         trainer.train_step(None)
+
+
+# --- checkpoints load with weights_only=True ---------------------------------------------------
+
+
+def test_a_trainer_checkpoint_is_plain_and_restores_every_generator(tmp_path):
+    import random
+
+    import numpy as np
+
+    trainer = make_trainer(tmp_path)
+    trainer.state.history.append({"epoch": 1, "bleu": np.float64(3.5)})  # NumPy, as metrics give
+    trainer.extra_state = {"seed": np.int64(7), "folder": tmp_path}
+    path = trainer.save_checkpoint()
+    draws = (random.random(), np.random.rand(), torch.rand(3))
+    data = torch.load(path, weights_only=True)  # would raise on a NumPy array or object
+    assert data["state"]["history"][0]["bleu"] == 3.5
+    assert type(data["state"]["history"][0]["bleu"]) is float
+    assert data["extra"] == {"seed": 7, "folder": str(tmp_path)}
+
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)  # disturb every generator
+    resumed = make_trainer(tmp_path, seed=5)
+    resumed.load_checkpoint(path)
+    assert random.random() == draws[0] and np.random.rand() == draws[1]
+    assert torch.equal(torch.rand(3), draws[2])
+    assert resumed.state.history == [{"epoch": 1, "bleu": 3.5}]
+
+
+def test_metadata_that_would_not_load_is_refused_when_saving(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.extra_state = {"callback": print}
+    with pytest.raises(TypeError, match=r"extra_state\['callback'\] is a builtins"):
+        trainer.save_checkpoint()
+    assert not (tmp_path / "latest.pt").exists()
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: code an attacker's checkpoint would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (self.marker,)
+
+
+def test_a_hostile_trainer_checkpoint_is_refused_without_running_it(tmp_path):
+    trainer = make_trainer(tmp_path)
+    data = trainer.checkpoint()
+    marker = tmp_path / "ran"
+    data["rng"]["python"] = _Payload(marker)
+    torch.save(data, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # the unsafe way runs the payload
+    assert marker.exists()
+    marker.unlink()
+    before = [p.clone() for p in trainer.model.parameters()]
+    with pytest.raises(ValueError, match=r"evil\.pt is not a weights-only checkpoint: it contains "
+                                         r"objects that are not allowed"):
+        trainer.load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_resuming_from_another_kind_or_configuration_names_what_differs(tmp_path):
+    trainer = make_trainer(tmp_path)
+    other = make_trainer(tmp_path / "other")
+    torch.save({"config": {}, "model": other.model.state_dict(), "tokenizer": "{}",
+                "info": {}}, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"model\.pt is not a Trainer checkpoint: it is a "
+                                         r"translator model"):
+        trainer.load_checkpoint(tmp_path / "model.pt")
+
+    config = TransformerConfig(12, 12, d_model=32, num_heads=4, num_encoder_layers=1,
+                               num_decoder_layers=1, d_ff=48, max_len=16)  # d_ff 48, not 64
+    model = Transformer(config)
+    bigger = Trainer(model, torch.optim.Adam(model.parameters()), trainer.compute_loss,
+                     progress=False)
+    bigger.save_checkpoint(tmp_path / "d_ff_48.pt")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"does not fit this model \(another configuration\?\): "
+                                         r"parameter '.*linear1\.weight' is \(48, 32\) in the "
+                                         r"checkpoint but \(64, 32\) in the model"):
+        trainer.load_checkpoint(tmp_path / "d_ff_48.pt")
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "changed before refusing"
+    assert trainer.state.step == 0
+
+
+def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path):
+    from transformer_course.training import STALE_TEMPORARY_SECONDS
+
+    path = tmp_path / "latest.pt"
+    stale = tmp_path / "latest.pt.k3j_9xq2.tmp"  # save_atomic's pattern, left by a kill
+    fresh = tmp_path / "latest.pt.a1b2c3d4.tmp"  # another process may be writing this one
+    others = [tmp_path / "latest.pt.tmp", tmp_path / "other.pt.k3j_9xq2.tmp",
+              tmp_path / "latest.pt.k3j_9xq2.tmp.keep", tmp_path / "xlatest.pt.k3j_9xq2.tmp"]
+    old = time.time() - STALE_TEMPORARY_SECONDS - 60
+    for p in [stale, fresh, *others]:
+        p.write_bytes(b"half a checkpoint")
+        os.utime(p, (old, old))
+    os.utime(fresh, None)  # modified just now
+    save_atomic({"step": 1}, path)
+    assert not stale.exists() and fresh.exists() and all(p.exists() for p in others)
+
+    stale.write_bytes(b"half a checkpoint")
+    os.utime(stale, (old, old))
+    make_trainer(tmp_path).save_checkpoint(tmp_path / "run.pt")
+    trainer = make_trainer(tmp_path)
+    stale_run = tmp_path / "run.pt.zzzzzzzz.tmp"
+    stale_run.write_bytes(b"")
+    os.utime(stale_run, (old, old))
+    trainer.load_checkpoint(tmp_path / "run.pt")  # loading cleans up too
+    assert not stale_run.exists() and stale.exists()  # only temporaries of that name

@@ -138,3 +138,54 @@ def test_the_recipe_trains_the_nn_transformer_variant(tmp_path):
     assert isinstance(translator.translate("Ein Hund.", beam_size=2), str)
     with pytest.raises(ValueError, match="unknown architecture"):
         train_translator(profile, tmp_path, architecture="keras")
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: code an attacker's checkpoint would run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("latest", ["hostile", "translator", "other_config"])
+def test_cli_resume_refuses_a_foreign_checkpoint_in_one_line(tmp_path, capsys, monkeypatch,
+                                                             latest):
+    import torch
+
+    import transformer_course.translator as translator_module
+
+    # A recipe of seconds on a few sentence pairs: resume fails before the first step.
+    pairs = [("Ein Hund läuft.", "A dog runs."), ("Zwei Katzen schlafen.", "Two cats sleep."),
+             ("Ein Mann liest.", "A man reads.")] * 4
+    profile = dataclasses.replace(
+        PROFILES["smoke"], vocab_size=300, val_bleu_sentences=2, epochs=1, warmup_steps=1,
+        model=dict(d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+                   d_ff=32, dropout=0.0))
+    monkeypatch.setitem(translator_module.PROFILES, "smoke", profile)
+    monkeypatch.setattr(translator_module, "load_multi30k", lambda split: pairs)
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "ran"
+    if latest == "hostile":
+        torch.save({"model": {}, "optimizer": {}, "rng": _Payload(marker), "state": {}},
+                   run / "latest.pt")
+        expected = "is not a weights-only checkpoint: it contains objects that are not allowed"
+    elif latest == "translator":
+        root = Path(__file__).resolve().parents[1]
+        (run / "latest.pt").write_bytes(
+            (root / "checkpoints" / "translator-cpu" / "model.pt").read_bytes())
+        expected = "is not a Trainer checkpoint: it is a translator model"
+    else:
+        from test_training import make_trainer  # a Trainer checkpoint of another model
+
+        make_trainer(tmp_path).save_checkpoint(run / "latest.pt")
+        expected = "does not fit this model (another configuration?): parameter"
+    code = main(["translator", "train", "--profile", "smoke", "--output", str(run), "--resume",
+                 "--device", "cpu"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'latest.pt'} ") and expected in err
+    assert err.count("\n") == 1 and not marker.exists()

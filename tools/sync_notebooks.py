@@ -11,7 +11,11 @@ assignments, solutions/<assignment>/<assignment>.ipynb. Each starts with:
    repository), then nothing else.
 
 Cells 1 and 2 are generated here from the repository URL in _config.yml, the one place it is
-defined. An assignment's badge opens its released version, exercises/<assignment>/..., which
+defined. In an assignment, every code cell that is neither an answer nor a test (the setup,
+imports, data the tasks share) becomes an nbgrader read-only cell (``setup``,
+``course_code_<n>``): autograding puts the course's version back, so the grader knows which
+code is the course's and which the student's (see transformer_course.grading).
+An assignment's badge opens its released version, exercises/<assignment>/..., which
 nbgrader generates from the source with these two cells unchanged (`make exercises`). Outputs,
 execution counts and cell metadata other than tags and nbgrader's are removed: the book build
 executes the chapters, nbgrader the assignments.
@@ -104,10 +108,31 @@ def normalized(notebook_path: Path) -> nbformat.NotebookNode:
     badge.metadata["tags"].append("colab-badge")
     new = nbformat.v4.new_notebook()
     new.cells = [cells[0], badge, setup_cell(notebook_path), *cells[1:]]
+    if notebook_path.resolve().parent.parent.name == "solutions":
+        mark_course_cells(new.cells)
     new.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     for number, cell in enumerate(new.cells):
         cell["id"] = f"cell-{number}"  # stable ids keep diffs small
     return new
+
+
+def read_only(grade_id: str) -> dict:
+    return {"grade": False, "grade_id": grade_id, "locked": True, "schema_version": 3,
+            "solution": False, "task": False}
+
+
+def mark_course_cells(cells) -> None:
+    """An assignment's code cells that nbgrader does not know yet become read-only cells."""
+    number = 0
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader")
+        if "setup" in _tags(cell):
+            cell.metadata["nbgrader"] = read_only("setup")
+        elif meta is None or meta.get("grade_id", "").startswith("course_code_"):
+            number += 1
+            cell.metadata["nbgrader"] = read_only(f"course_code_{number}")
 
 
 def notebooks() -> list[Path]:

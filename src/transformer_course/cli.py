@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--repository", default=None,
                        help="the course repository, with nbgrader_config.py and solutions/ "
                             "(default: found from the current directory)")
+    grade.add_argument("--allow-unisolated", action="store_true",
+                       help="grade even where submissions cannot be isolated from the "
+                            "machine's files (no Landlock): they could read other students' "
+                            "work (see book/instructors.md)")
 
     translator = commands.add_parser("translator", help="the Multi30k German-English translator")
     actions = translator.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -76,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
     serve.add_argument("--max-chars", type=int, default=1000,
                        help="longest text accepted (longer: HTTP 413)")
+    serve.add_argument("--max-body-bytes", type=int, default=None,
+                       help="largest request body, refused (HTTP 413) before it is read "
+                            "(default: 12 x --max-chars + 1024)")
+    serve.add_argument("--max-queue", type=int, default=128,
+                       help="most requests waiting for a batch (more: HTTP 503, Retry-After)")
+    serve.add_argument("--timeout-s", type=float, default=30.0,
+                       help="deadline of a request in seconds (past it: HTTP 504)")
     serve.add_argument("--threads", type=int, default=None, help="torch threads")
     serve.add_argument("--quantize", action="store_true",
                        help="serve the dynamically quantized int8 model (chapter 17)")
@@ -155,10 +166,46 @@ def default_translator_checkpoint():
     return Path(__file__).resolve().parents[2] / "checkpoints" / "translator-cpu" / "model.pt"
 
 
+def undecodable_text(text: str) -> str | None:
+    """Why a command-line text is not valid UTF-8, or None when it is.
+
+    Python hands undecodable bytes of the command line over as lone surrogates ("\\udcff"
+    for the byte 0xff); encoding them back recovers the bytes and their offsets.
+    """
+    import os
+
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as error:
+        try:
+            raw = os.fsencode(text)
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (f"byte 0x{raw[bad.start]:02x} at byte offset {bad.start} cannot be decoded "
+                    "(is the terminal in another encoding?)")
+        except UnicodeEncodeError:
+            pass
+        return f"character {error.start} is a lone surrogate {text[error.start]!r}"
+
+
+def check_texts(texts: list[str]) -> str | None:
+    """Why the texts given to ``translator translate`` cannot be translated, or None."""
+    for number, text in enumerate(texts, start=1):
+        problem = undecodable_text(text)
+        if problem:
+            return f"text {number} is not valid UTF-8: {problem}"
+        if not text.strip():
+            return f"text {number} is empty: give a German sentence to translate"
+    return None
+
+
 def translator_command(args) -> int:
     from pathlib import Path
 
     from . import translator
+    from .datasets import DatasetError
+    from .training import CheckpointError
 
     if args.action == "train":
         if args.profile not in translator.PROFILES:
@@ -166,10 +213,21 @@ def translator_command(args) -> int:
                   f"{sorted(translator.PROFILES)}", file=sys.stderr)
             return 2
         output = Path(args.output or f"runs/translator-{args.profile}")
-        summary = translator.train_translator(args.profile, output, seed=args.seed,
-                                              device=args.device, resume=args.resume,
-                                              epochs=args.epochs,
-                                              architecture=args.architecture)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"error: cannot create the run folder {output}: {error.strerror or error}",
+                  file=sys.stderr)
+            return 1
+        try:
+            summary = translator.train_translator(args.profile, output, seed=args.seed,
+                                                  device=args.device, resume=args.resume,
+                                                  epochs=args.epochs,
+                                                  architecture=args.architecture)
+        except (CheckpointError, DatasetError) as error:
+            # A --resume from a file that is not this run's checkpoint, or data not to be had.
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         beam = summary["evaluation"]["beam"]
         print(f"BLEU {beam['bleu']:.2f} on test_2016_flickr [{beam['signature']}] after "
               f"{summary['training_minutes']:.1f} minutes of training; model in {output}")
@@ -182,6 +240,11 @@ def translator_command(args) -> int:
             print(f"error: unknown Multi30k split {unknown[0]!r}; choose from "
                   f"{sorted(MULTI30K_SPLITS)}", file=sys.stderr)
             return 2
+    if args.action == "translate":
+        problem = check_texts(args.sentences)  # before the model takes seconds to load
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_translator_checkpoint()
     if args.action == "serve":
         return serve_command(args, checkpoint)
@@ -191,14 +254,33 @@ def translator_command(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.action == "translate":
+        # A text too long for the model is translated sentence by sentence, never cut; one
+        # whose sentences are still too long is refused.
+        try:
+            pieces = [model.source_pieces(text, n) for n, text in enumerate(args.sentences, 1)]
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        for number, text_pieces in enumerate(pieces, start=1):
+            if len(text_pieces) > 1:
+                print(f"note: text {number} is longer than the {model.max_source_tokens} tokens "
+                      f"the model reads: translated as {len(text_pieces)} sentences",
+                      file=sys.stderr)
         for source, target in zip(args.sentences, model.translate(args.sentences, args.beam),
                                   strict=True):
             print(f"{source}\n  -> {target}")
         if args.attention_image:
-            save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
+            try:
+                save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
+            except ValueError as error:  # a text too long to show in one map
+                print(f"error: no attention image: {error}", file=sys.stderr)
+                return 2
+            except OSError as error:
+                print(f"error: cannot write {args.attention_image}: {error.strerror or error}",
+                      file=sys.stderr)
+                return 1
             print(f"cross-attention saved to {args.attention_image}")
         return 0
-    from .datasets import DatasetError
 
     results, missing = {}, []
     for split in args.split:
@@ -214,8 +296,12 @@ def translator_command(args) -> int:
         import json
 
         results = {"checkpoint": str(checkpoint), "command": " ".join(sys.argv), **results}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.json}: {error.strerror or error}", file=sys.stderr)
+            return 1
         print(f"scores written to {args.json}")
     return 1 if missing else 0
 
@@ -493,7 +579,8 @@ def grade_command(args) -> int:
     start = time.perf_counter()
     try:
         report = grading.grade_folder(args.assignment, args.folder, args.output,
-                                      args.course_dir, args.repository)
+                                      args.course_dir, args.repository,
+                                      allow_unisolated=args.allow_unisolated, log=print)
     except grading.GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if "unknown assignment" in str(error) else 1
@@ -552,7 +639,8 @@ def serve_command(args, checkpoint) -> int:
         return 1
     try:
         serve(model, args.host, args.port, args.max_batch_size, args.max_wait_ms, args.beam,
-              args.max_chars, executor)
+              args.max_chars, executor, max_queue=args.max_queue, timeout_s=args.timeout_s,
+              max_body_bytes=args.max_body_bytes)
     except ValueError as error:  # a bad setting, e.g. --max-batch-size 0
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ download says where to put the file by hand.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -99,19 +100,45 @@ def _problem(path: Path, remote: RemoteFile) -> str | None:
     return None
 
 
+def _cache_error(folder: Path, remote: RemoteFile, error: OSError) -> DatasetError:
+    """The message for a cache that cannot be used: a read-only folder, a full disk, a file
+    where a folder should be (or a folder where a file should be)."""
+    return DatasetError(
+        f"cannot use the download cache {folder} for {remote.dataset}/{remote.name} "
+        f"({type(error).__name__}: {error.strerror or error}"
+        + (f": {error.filename}" if error.filename else "") + "). "
+        f"Make that folder writable, or set {CACHE_ENV} to a writable folder, or set "
+        f"{DATA_ENV} to a folder that holds {remote.dataset}/{remote.name}."
+    )
+
+
 def _download(remote: RemoteFile, target: Path, timeout: float = 60.0) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:  # a cache folder that cannot be made is reported before any download
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cache_error(target.parent, remote, error) from error
+    # The course's files are small (2 MB at most): read the whole download first, so that a
+    # network failure and a cache that cannot be written get their own messages.
+    try:
+        headers = {"User-Agent": "transformer-course"}
+        request = urllib.request.Request(remote.url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            content = response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise DatasetError(
+            f"could not download {remote.dataset}/{remote.name} from {remote.url} ({error}).\n"
+            f"Without internet access, download it elsewhere and either put it at {target}, or "
+            f"set {DATA_ENV} to a folder that holds {remote.dataset}/{remote.name}."
+        ) from error
     # Write to a temporary file in the same folder, rename once verified: an interrupted
     # download never leaves a file under the final name.
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part",
+                                        dir=target.parent)
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as out:
-            headers = {"User-Agent": "transformer-course"}
-            request = urllib.request.Request(remote.url, headers=headers)
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                while block := response.read(1 << 20):
-                    out.write(block)
+            out.write(content)
         problem = _problem(tmp, remote)
         if problem:
             raise DatasetError(
@@ -119,22 +146,27 @@ def _download(remote: RemoteFile, target: Path, timeout: float = 60.0) -> None:
                 "have changed upstream or the transfer was corrupted: try again, or report it."
             )
         os.replace(tmp, target)
-    except (urllib.error.URLError, OSError) as error:
-        raise DatasetError(
-            f"could not download {remote.dataset}/{remote.name} from {remote.url} ({error}).\n"
-            f"Without internet access, download it elsewhere and either put it at {target}, or "
-            f"set {DATA_ENV} to a folder that holds {remote.dataset}/{remote.name}."
-        ) from error
+    except OSError as error:
+        raise _cache_error(target.parent, remote, error) from error
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def fetch(remote: RemoteFile, download: bool = True) -> Path:
     """Return a verified local copy of ``remote``, downloading it into the cache if needed."""
     if os.environ.get(DATA_ENV):
         local = Path(os.environ[DATA_ENV]).expanduser() / remote.dataset / remote.name
-        if local.exists():
-            problem = _problem(local, remote)
+        try:
+            found = local.exists()
+            problem = _problem(local, remote) if found else None
+        except OSError as error:  # unreadable, or a folder of that name
+            raise DatasetError(
+                f"cannot read {local} (from {DATA_ENV}): {type(error).__name__}: "
+                f"{error.strerror or error}. Make it a readable file, or unset {DATA_ENV}."
+            ) from error
+        if found:
             if problem:
                 raise DatasetError(
                     f"{local} (from {DATA_ENV}) is corrupt or a different file: {problem}. "
@@ -142,11 +174,16 @@ def fetch(remote: RemoteFile, download: bool = True) -> Path:
                 )
             return local
     cached = cache_dir() / remote.dataset / remote.name
-    if cached.exists():
-        problem = _problem(cached, remote)
+    try:
+        found = cached.exists()
+        problem = _problem(cached, remote) if found else None
+        if found and problem is not None:
+            cached.unlink()  # corrupt or partial: remove it and fetch a fresh copy
+    except OSError as error:
+        raise _cache_error(cached.parent, remote, error) from error
+    if found:
         if problem is None:
             return cached
-        cached.unlink()  # corrupt or partial: remove it and fetch a fresh copy
         if not download:
             raise DatasetError(f"removed the corrupt cached file {cached}: {problem}")
         print(f"Removed the corrupt cached file {cached} ({problem}); downloading it again.")

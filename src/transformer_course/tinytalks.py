@@ -47,7 +47,16 @@ from .gpt import GPT, GPTConfig
 from .multihead import use_uniform_attention
 from .synthetic import NUM_SPECIAL_TOKENS, make_sequence_task
 from .tokenizers import CharTokenizer
-from .training import LabelSmoothingLoss, save_atomic, warmup_cosine_schedule
+from .training import (
+    CheckpointError,
+    LabelSmoothingLoss,
+    describe_checkpoint,
+    load_checkpoint_file,
+    load_model_state,
+    plain,
+    save_atomic,
+    warmup_cosine_schedule,
+)
 from .transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -654,7 +663,8 @@ class TinyTalksModel:
         save_atomic({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "framing": self.framing,
             "config": self.model.config.to_dict(), "model": state,
-            "characters": list(self.tokenizer.characters), "info": self.info,
+            "characters": list(self.tokenizer.characters),
+            "info": plain(self.info, "the model's info"),  # loads with weights_only=True
         }, path)
         return Path(path)
 
@@ -668,7 +678,9 @@ def load_tinytalks_model(path: str | Path, device: str | torch.device | None = N
     """Read a file written by :meth:`TinyTalksModel.save`.
 
     A missing file is a ``FileNotFoundError`` naming the command that makes one; a file that
-    is not a TinyTalks checkpoint (truncated, foreign) is a ``ValueError``.
+    is not a TinyTalks checkpoint (truncated, foreign, of another configuration, or whose
+    pickle would run code: it is read with ``weights_only=True``) is a one-line
+    :class:`~transformer_course.training.CheckpointError`, a ``ValueError``.
     """
     path = Path(path)
     if not path.is_file():
@@ -676,23 +688,26 @@ def load_tinytalks_model(path: str | Path, device: str | torch.device | None = N
             f"no TinyTalks checkpoint at {path}; train one with `transformer-course tinytalks "
             f"dialogue --checkpoint {path}` (or `tinytalks qa`)"
         )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, ...: say so plainly
-        raise ValueError(f"{path} is not a readable TinyTalks checkpoint: {error}") from error
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a TinyTalks checkpoint (no {CHECKPOINT_FORMAT!r} tag)")
+    data = load_checkpoint_file(path, "TinyTalks checkpoint")
+    if data.get("format") != CHECKPOINT_FORMAT:
+        kind = describe_checkpoint(data)
+        raise CheckpointError(f"{path} is not a TinyTalks checkpoint: "
+                              + (f"it is {kind}" if kind else
+                                 f"it has no {CHECKPOINT_FORMAT!r} format tag"))
     if data.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {data.get('version')!r}; this code "
-                         f"reads version {CHECKPOINT_VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')!r}; this "
+                              f"code reads version {CHECKPOINT_VERSION}")
     try:
         model = GPT(GPTConfig.from_dict(data["config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in data["model"].items()})
+        state = {k: v.float() if isinstance(v, Tensor) and v.is_floating_point() else v
+                 for k, v in data["model"].items()}
         tokenizer = CharTokenizer(data["characters"])
         framing = data["framing"]
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"{path} is a damaged TinyTalks checkpoint: {error}") from error
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        message = (f"it has no {error.args[0]!r} entry" if isinstance(error, KeyError)
+                   else " ".join(str(error).split()))
+        raise CheckpointError(f"{path} is a damaged TinyTalks checkpoint: {message}") from error
+    load_model_state(model, state, path)
     model.to(get_device(device)).eval()
     return TinyTalksModel(model, tokenizer, framing, data.get("info", {}))
 

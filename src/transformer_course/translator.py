@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,7 +29,18 @@ from .generation import beam_search, greedy_decode
 from .metrics import evaluate_translations
 from .tokenizers import BPETokenizer
 from .torch_transformer import TorchTransformer
-from .training import LabelSmoothingLoss, Trainer, make_scheduler, warmup_cosine_schedule
+from .training import (
+    CheckpointError,
+    LabelSmoothingLoss,
+    Trainer,
+    describe_checkpoint,
+    load_checkpoint_file,
+    load_model_state,
+    make_scheduler,
+    plain,
+    save_atomic,
+    warmup_cosine_schedule,
+)
 from .transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -40,6 +52,10 @@ __all__ = [
     "WATCH_SENTENCES",
     "ARCHITECTURES",
 ]
+
+# Where a text too long for the model may be split: after sentence-final punctuation (and a
+# closing quote or bracket) followed by white space.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'»“”)])\s+")
 
 # The model classes a recipe can train: the course's from-scratch layers, or PyTorch's
 # nn.Transformer around the same embeddings and output layer (chapter 14's comparison).
@@ -131,9 +147,51 @@ class Translator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def max_source_tokens(self) -> int:
+        """The longest source the model reads, </s> included (its positional table)."""
+        return self.model.config.max_len
+
+    def source_pieces(self, text: str, number: int = 1) -> list[str]:
+        """``text`` as pieces the model can read: ``[text]`` when it fits, else its sentences
+        (split after ., !, ? or …) when each of them fits.
+
+        Never cuts: an empty text, one that is not valid Unicode, or one with a sentence
+        longer than :attr:`max_source_tokens` is a ``ValueError`` naming the problem or the
+        limit (``number`` says which text it is in the messages).
+        """
+        if not text.strip():
+            raise ValueError(f"text {number} is empty: give a German sentence to translate")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate: undecodable input bytes
+            raise ValueError(f"text {number} is not valid Unicode: character {error.start} is "
+                             f"a lone surrogate {text[error.start]!r}") from error
+        limit = self.max_source_tokens
+        if len(self.tokenizer.encode(text, add_eos=True)) <= limit:
+            return [text]
+        pieces = [p for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+        lengths = [len(self.tokenizer.encode(p, add_eos=True)) for p in pieces]
+        if max(lengths) > limit:
+            split = " even split into sentences" if len(pieces) > 1 else ""
+            raise ValueError(
+                f"text {number} is too long for the model{split}: "
+                f"{max(lengths)} tokens where it reads at most {limit} (</s> included); "
+                "split it into shorter sentences"
+            )
+        return pieces
+
     def encode_sources(self, sentences: list[str]) -> torch.Tensor:
-        limit = self.model.config.max_len
-        ids = [self.tokenizer.encode(s, add_eos=True)[:limit] for s in sentences]
+        """Padded source ids ``(batch, src_len)``; a sentence longer than the model's limit is
+        a ``ValueError`` (never cut: :meth:`translate` splits long texts first)."""
+        limit = self.max_source_tokens
+        ids = [self.tokenizer.encode(s, add_eos=True) for s in sentences]
+        for number, sentence_ids in enumerate(ids, start=1):
+            if len(sentence_ids) > limit:
+                raise ValueError(
+                    f"sentence {number} is {len(sentence_ids)} tokens long; the model reads at "
+                    f"most {limit} (</s> included)"
+                )
         width = max(len(i) for i in ids)
         src = torch.full((len(ids), width), self.tokenizer.pad_id, dtype=torch.long)
         for row, sentence_ids in enumerate(ids):
@@ -148,7 +206,12 @@ class Translator:
         length_penalty: float = 0.6,
         batch_size: int = 64,
     ) -> list[str] | str:
-        """German text -> English text; ``beam_size=1`` is greedy decoding."""
+        """German text -> English text; ``beam_size=1`` is greedy decoding.
+
+        A text longer than the model's limit is translated sentence by sentence (see
+        :meth:`source_pieces`); an empty text, or a sentence still too long, is a
+        ``ValueError``.
+        """
         use_cache = getattr(self.model, "supports_cache", True)
         bos, eos = self.tokenizer.bos_id, self.tokenizer.eos_id
 
@@ -168,12 +231,16 @@ class Translator:
     ) -> list[str] | str:
         """Translate with any decoding function ``decode(src, max_len)``, which turns padded
         source ids ``(batch, src_len)`` into one list of output ids per sentence (without <s>
-        and </s>): batching, the output length limit and detokenization are shared by
-        :meth:`translate` and the ONNX translator of chapter 17."""
+        and </s>): batching, the output length limit, detokenization and the splitting of
+        texts too long for the model are shared by :meth:`translate` and the ONNX translator
+        of chapter 17."""
         single = isinstance(sentences, str)
-        sentences = [sentences] if single else list(sentences)
-        if not sentences:
+        texts = [sentences] if single else list(sentences)
+        if not texts:
             return []
+        # Texts too long for the model are translated sentence by sentence and joined again.
+        pieces = [self.source_pieces(text, number) for number, text in enumerate(texts, 1)]
+        sentences = [piece for text_pieces in pieces for piece in text_pieces]
         # Sort by length so batches hold similar lengths; restore the order at the end.
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         outputs: dict[int, str] = {}
@@ -183,7 +250,11 @@ class Translator:
             max_len = min(int(src.shape[1] * 1.5) + 10, self.model.config.max_len - 1)
             for i, token_ids in zip(chunk, decode(src, max_len), strict=True):
                 outputs[i] = self.tokenizer.decode(token_ids)
-        translations = [outputs[i] for i in range(len(sentences))]
+        translations, start = [], 0
+        for text_pieces in pieces:
+            translations.append(" ".join(outputs[i]
+                                         for i in range(start, start + len(text_pieces))))
+            start += len(text_pieces)
         return translations[0] if single else translations
 
     @torch.no_grad()
@@ -207,9 +278,8 @@ class Translator:
         }
 
     def save(self, path: str | Path, half: bool = True) -> Path:
-        """Model weights (fp16 by default), configuration and tokenizer in one file."""
-        from .training import save_atomic
-
+        """Model weights (fp16 by default), configuration and tokenizer in one file, of
+        tensors and plain values only (it loads with ``weights_only=True``)."""
         state = {k: (v.half() if half and v.is_floating_point() else v)
                  for k, v in self.model.state_dict().items()}
         tokenizer_path = Path(path).with_suffix(".tokenizer.json")
@@ -218,13 +288,24 @@ class Translator:
         save_atomic({"config": self.model.config.to_dict(), "architecture": architecture,
                      "model": state,
                      "tokenizer": tokenizer_path.read_text(encoding="utf-8"),
-                     "info": self.info}, path)
+                     "info": plain(self.info, "the translator's info")}, path)
         tokenizer_path.unlink()
         return Path(path)
 
 
+TRANSLATOR_CHECKPOINT = "translator checkpoint"
+
+
 def load_translator(path: str | Path, device: str | torch.device | None = None) -> Translator:
-    """Load a file written by :meth:`Translator.save`."""
+    """Load a file written by :meth:`Translator.save`.
+
+    It is read with ``weights_only=True``: only tensors and plain values are unpickled, so a
+    file whose pickle would run code is refused without running it. A missing file is a
+    ``FileNotFoundError``; anything else that is not a translator checkpoint (a text file, a
+    truncated file, another kind of checkpoint, another configuration, a missing entry) is a
+    :class:`~transformer_course.training.CheckpointError` (a ``ValueError``) of one line
+    naming the file and what was expected.
+    """
     import tempfile
 
     path = Path(path)
@@ -233,21 +314,48 @@ def load_translator(path: str | Path, device: str | torch.device | None = None) 
             f"no translator checkpoint at {path}; train one with "
             "`transformer-course translator train --profile cpu`"
         )
+    data = load_checkpoint_file(path, TRANSLATOR_CHECKPOINT)
+    expected = "(config, model and tokenizer, as written by Translator.save)"
+    missing = [key for key in ("config", "model", "tokenizer") if key not in data]
+    if missing:
+        kind = describe_checkpoint(data)
+        raise CheckpointError(
+            f"{path} is not a {TRANSLATOR_CHECKPOINT}: "
+            + (f"it is {kind}" if kind else f"it has no {missing[0]!r} entry")
+            + f"; expected a translator model {expected}"
+        )
+    architecture = data.get("architecture", "ours")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{path} has an unknown architecture {architecture!r}; this code "
+                              f"knows {sorted(ARCHITECTURES)}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
         config = TransformerConfig.from_dict(data["config"])
-        model_class = ARCHITECTURES[data.get("architecture", "ours")]
-    except Exception as error:
-        raise ValueError(f"{path} is not a translator checkpoint: {error}") from error
-    model = model_class(config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in data["model"].items()})
+        model = ARCHITECTURES[architecture](config)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{path} has an invalid model configuration: {error}") from error
+    state = data["model"]
+    if isinstance(state, dict):
+        state = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                 for k, v in state.items()}
+    load_model_state(model, state, path)
+    if not isinstance(data["tokenizer"], str):
+        raise CheckpointError(f"{path}: its 'tokenizer' entry is not the tokenizer's JSON text")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_file = Path(tmp) / "tokenizer.json"
         tokenizer_file.write_text(data["tokenizer"], encoding="utf-8")
-        tokenizer = BPETokenizer.load(tokenizer_file)
+        try:
+            tokenizer = BPETokenizer.load(tokenizer_file)
+        except ValueError as error:
+            message = " ".join(str(error).replace(str(tokenizer_file), "").split())
+            raise CheckpointError(f"{path} has a damaged tokenizer: {message}") from error
+    if tokenizer.vocab_size != config.src_vocab_size:
+        raise CheckpointError(
+            f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but its model "
+            f"{config.src_vocab_size}; the two do not belong together"
+        )
     model.to(get_device(device)).eval()
-    return Translator(model, tokenizer, data.get("info", {}))
+    info = data.get("info", {})
+    return Translator(model, tokenizer, info if isinstance(info, dict) else {})
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -263,7 +371,7 @@ def _git_commit() -> str:
 
 def _average_states(paths: list[Path]) -> dict:
     """Element-wise mean of several saved model states (checkpoint averaging)."""
-    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    states = [load_checkpoint_file(p, "model state") for p in paths]
     averaged = {}
     for key, value in states[0].items():
         if value.is_floating_point():
@@ -363,7 +471,7 @@ def train_translator(
                                    strict=True))
         epoch = trainer.state.epoch + 1
         snapshot = output_dir / f"epoch_{epoch}.pt"
-        torch.save(model.state_dict(), snapshot)
+        save_atomic(model.state_dict(), snapshot)  # a kill mid-write leaves no bad snapshot
         old = output_dir / f"epoch_{epoch - profile.average_last}.pt"
         old.unlink(missing_ok=True)
         result["validation_seconds"] = time.perf_counter() - start

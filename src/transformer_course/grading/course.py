@@ -3,15 +3,17 @@
 Every chapter has an nbgrader assignment. Its source, with the reference solutions and the
 hidden tests, is ``solutions/<assignment>/<assignment>.ipynb`` in the repository, and
 ``exercises/`` holds the released student version. Grading a folder of submissions, one
-notebook per student named ``<student id>.ipynb``, takes four nbgrader steps in a course
-directory (a temporary one unless you name one):
+notebook per student named ``<student id>.ipynb``, takes four nbgrader steps in a private
+course directory (a temporary one unless you name one):
 
 1. ``generate_assignment`` records the assignment in the gradebook: its cells, points and
    hidden tests;
 2. each submission is copied to ``submitted/<student>/<assignment>/<assignment>.ipynb``;
-3. ``autograde`` runs it with the original test cells put back (edited or deleted test cells
-   do not count) and the per-cell timeout of ``nbgrader_config.py``;
-4. ``generate_feedback`` writes one HTML report per student.
+3. ``autograde`` puts the original test and read-only cells back (edited or deleted test
+   cells do not count), then, instead of nbgrader's own execution, runs the submission
+   isolated and scores its test cells from checks made in a clean process
+   (:mod:`.execute`, :mod:`.sandbox`, :mod:`.observe`);
+4. ``generate_feedback`` writes one HTML report per student, hidden tests removed.
 
 ``nbgrader autograde`` succeeds even when tests fail, so the scores are read from the
 gradebook. Written answers are graded by hand: their points are reported as pending.
@@ -44,6 +46,8 @@ __all__ = [
 
 CONFIG_FILE = "nbgrader_config.py"
 SOURCE = "solutions"
+MAX_SUBMISSION_BYTES = 8 << 20  # larger files are refused, so feedback stays small too
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}")
 
 
 class GradingError(Exception):
@@ -54,7 +58,7 @@ def find_repository(start: Path | None = None) -> Path:
     """The course repository: the first folder, from ``start`` (the current directory) upwards,
     holding ``nbgrader_config.py`` and ``solutions/``; else the checkout this package is in."""
     start = Path.cwd() if start is None else Path(start)
-    candidates = [start.resolve(), *start.resolve().parents, Path(__file__).resolve().parents[2]]
+    candidates = [start.resolve(), *start.resolve().parents, Path(__file__).resolve().parents[3]]
     for folder in candidates:
         if (folder / CONFIG_FILE).is_file() and (folder / SOURCE).is_dir():
             return folder
@@ -109,6 +113,26 @@ class Course:
         self.config = config
         self.coursedir = CourseDirectory(config=config)
         self.api = NbGraderAPI(coursedir=self.coursedir, config=config)
+
+    def configure(self, overrides: dict) -> None:
+        """Merge more settings (a new API object reads them)."""
+        from nbgrader.apps import NbGraderAPI
+        from traitlets.config import Config
+
+        self.config.merge(Config(overrides))
+        self.api = NbGraderAPI(coursedir=self.coursedir, config=self.config)
+
+    def isolate(self, assignment: str, limits, isolation, scratch: Path) -> None:
+        """Autograde ``assignment`` isolated (:class:`.execute.IsolatedExecute`) from now on,
+        its throw-away folders under the private folder ``scratch``."""
+        self.configure(isolated_autograde(self.source_notebook(assignment), limits, isolation,
+                                          scratch))
+
+    def source_notebook(self, assignment: str) -> Path:
+        """The assignment's source notebook as this course holds it."""
+        folder = Path(self.coursedir.source_directory)
+        folder = folder if folder.is_absolute() else self.root / folder
+        return folder / assignment / f"{assignment}.ipynb"
 
     def path(self, step: str, student: str, assignment: str) -> Path:
         """Where nbgrader keeps ``step`` (``submitted``, ``autograded``, ...) of a student."""
@@ -227,10 +251,21 @@ def read_submissions(folder: Path) -> tuple[list[Submission], list[str]]:
     for path in sorted(Path(folder).iterdir()):
         if path.name.startswith("."):
             continue  # .ipynb_checkpoints, .DS_Store, ...
-        if path.suffix != ".ipynb" or not path.is_file():
+        if path.suffix != ".ipynb" or not path.is_file() or path.is_symlink():
             skipped.append(f"{path.name}: skipped, not a .ipynb notebook")
             continue
+        if not STUDENT_ID.fullmatch(path.stem):
+            skipped.append(f"{path.name}: skipped, a student id is letters, digits and _.@+- "
+                           "(at most 100 characters)")
+            continue
         submission = Submission(path.stem, path)
+        size = path.stat().st_size
+        if size > MAX_SUBMISSION_BYTES:
+            submission.error = (f"{size / 2**20:.1f} MB; a submission may be at most "
+                                f"{MAX_SUBMISSION_BYTES >> 20} MB (clear the outputs and "
+                                "submit again)")
+            submissions.append(submission)
+            continue
         try:
             nbformat.validate(nbformat.read(path, as_version=4))
         except Exception as error:  # JSON, encoding or schema errors alike
@@ -262,14 +297,36 @@ class Report:
         return sum(self.max_points[name] for name in self.written)
 
 
+def isolated_autograde(assignment_source: Path, limits, isolation, scratch: Path) -> dict:
+    """Settings of :class:`.execute.IsolatedExecute`, which ``nbgrader_config.py`` puts in
+    place of nbgrader's execution (it also keeps hidden tests out of the feedback)."""
+    from dataclasses import asdict
+
+    return {"IsolatedExecute": {"source_notebook": str(assignment_source),
+                                "limits": asdict(limits), "isolation": asdict(isolation),
+                                "allow_unisolated": not isolation.filesystem,
+                                "scratch": str(scratch)}}
+
+
 def grade_folder(assignment: str, folder: Path, output: Path | None = None,
-                 course_dir: Path | None = None, repository: Path | None = None) -> Report:
+                 course_dir: Path | None = None, repository: Path | None = None,
+                 allow_unisolated: bool = False, cell_timeout: float | None = None,
+                 log=None) -> Report:
     """Autograde every notebook in ``folder``; write ``grades.csv`` and ``feedback/`` into
     ``output`` (default ``grades/<assignment>``) and return the report.
 
-    Raises ``GradingError`` for an unknown assignment or a folder without notebooks; a file
-    that cannot be graded gets an error in the report and the others are still graded.
+    Each submission runs in its own throw-away folder under every restriction the machine
+    offers (:func:`.sandbox.probe`); without file-system isolation (Landlock) grading is
+    refused unless ``allow_unisolated``. ``cell_timeout`` overrides the per-cell limit of
+    ``nbgrader_config.py``. ``log`` (e.g. ``print``) hears which isolation is used.
+
+    Raises ``GradingError`` for an unknown assignment, a folder without notebooks or a machine
+    that cannot isolate; a file that cannot be graded gets an error in the report and the
+    others are still graded.
     """
+    from .execute import JOURNAL
+    from .sandbox import Limits, probe
+
     repository = find_repository() if repository is None else Path(repository)
     assignment = resolve_assignment(repository, assignment)
     folder = Path(folder)
@@ -279,18 +336,32 @@ def grade_folder(assignment: str, folder: Path, output: Path | None = None,
     if not submissions:
         raise GradingError(f"no .ipynb submissions in {folder}"
                            + (f" ({len(skipped)} other files)" if skipped else ""))
+    isolation = probe()
+    if not isolation.filesystem and not allow_unisolated:
+        raise GradingError(
+            "this machine cannot isolate submissions: Landlock (Linux 5.13 or newer) is not "
+            "available, so a submission could read other students' work and the course's "
+            "files. Grade on such a Linux machine or in a container, or pass "
+            "--allow-unisolated to accept the risk (book/instructors.md)")
+    if log is not None:
+        log(f"isolation: {isolation.describe()}")
     output = Path(output or Path("grades") / assignment)
     (output / "feedback").mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="nbgrader-course-") as temporary, \
             warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*not in session", module="nbgrader")  # SQLAlchemy's
-        quiet_kernels = {"Execute": {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}}
+        private = Path(temporary)
+        os.chmod(private, 0o700)
         if course_dir is not None:
             keep_course(course_dir, repository)
-        course = Course(Path(course_dir or temporary), repository, quiet_kernels)
+        course = Course(Path(course_dir or private / "course"), repository)
+        timeout = cell_timeout if cell_timeout is not None else course.config.Execute.timeout
+        limits = Limits(cell_seconds=float(timeout))
+        (private / "scratch").mkdir()
+        course.isolate(assignment, limits, isolation, private / "scratch")
         answers = _grade_ids(course.generate(assignment), solution=True)
-        log = []
+        lines = [f"isolation: {isolation.describe()}"]
         for submission in submissions:
             if submission.error is None and not answers & _grade_ids(submission.path):
                 submission.error = ("none of the assignment's answer cells is in it (another "
@@ -298,7 +369,9 @@ def grade_folder(assignment: str, folder: Path, output: Path | None = None,
             if submission.error is None:
                 course.submit(assignment, submission.student, submission.path)
                 course.autograde(assignment, submission.student)
-                log.append(f"== autograde {submission.student}\n{course.log}")
+                journal = JOURNAL.pop((assignment, submission.student), {})
+                lines.append(f"== autograde {submission.student}\n{course.log}"
+                             + "".join(f"{key}: {value}\n" for key, value in journal.items()))
                 if not course.autograded(assignment, submission.student).is_file():
                     errors = re.findall(r"^\s*(\w+(?:Error|Exception): .*)$", course.log, re.M)
                     reason = [e for e in errors if not e.startswith("NbGraderException")]
@@ -319,7 +392,7 @@ def grade_folder(assignment: str, folder: Path, output: Path | None = None,
                 if report is not None:
                     submission.feedback = output / "feedback" / f"{submission.student}.html"
                     shutil.copyfile(report, submission.feedback)
-        (output / "nbgrader.log").write_text("\n".join(log))
+        (output / "nbgrader.log").write_text("\n".join(lines))
 
     report = Report(assignment, max_points, written, submissions, skipped, output)
     write_csv(report, output / "grades.csv")
