@@ -36,7 +36,7 @@ from assignment_mutations import MUTATIONS, Mutation
 from traitlets.config import PyFileConfigLoader
 
 from transformer_course.grading import Course, list_assignments
-from transformer_course.grading.sandbox import Limits, probe
+from transformer_course.grading.sandbox import Limits, fork_server, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 # nbgrader's own noise: SQLAlchemy session warnings, and cells it puts back without an id.
@@ -351,7 +351,8 @@ def batch(tmp_path_factory):
                 path = root / f"{student}.ipynb"
                 nbformat.write(nb, path)
                 course.submit(assignment, student, path)
-            course.autograde(assignment)  # all of them, in one run
+            with fork_server():
+                course.autograde(assignment)  # all of them, in one run
             max_points, scores = course.scores(assignment)
             done[assignment] = Batch(course, assignment, max_points, scores, course.log)
         return done[assignment]

@@ -185,6 +185,15 @@ def _hostile_submissions(course: Path, folder: Path) -> dict[str, object]:
     def honest():
         return nbformat.read(solution, as_version=4)
 
+    def tampered():  # test cells deleted, or replaced by a print
+        nb = blank()
+        tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+                 and not c.metadata["nbgrader"].get("solution") and c.cell_type == "code"]
+        nb.cells.remove(tests[0])
+        for cell in tests[1:]:
+            cell.source = "print('all tests passed')"
+        return nb
+
     def wrong():  # every answer returns a wrong value instead of raising
         nb = blank()
         for cell in nb.cells:
@@ -242,6 +251,7 @@ if os.fork() == 0:
         "mallory-gradebook": _with_cell(blank(), tamper, "course_code_1"),
         "mallory-daemon": _with_cell(blank(), daemon, "course_code_1"),
         "mallory-disarm": _with_cell(wrong(), disarm, "course_code_1"),
+        "mallory-tampered": tampered(),
         "mallory-snoop": _with_cell(blank(), snoop, "course_code_1"),
         "mallory-hog": _with_cell(honest(), "block = bytearray(6 * 2**30)\n"
                                             "print('x' * 100_000_000)", "course_code_1"),
@@ -273,7 +283,7 @@ def test_hostile_submissions_gain_nothing_and_honest_ones_keep_their_marks(hosti
     assert all(s.error is None for s in report.submissions), [s.error for s in report.submissions]
     assert scores["alice"] == full, "an honest submission keeps full marks"
     for student in ("bob", "mallory-gradebook", "mallory-daemon", "mallory-disarm",
-                    "mallory-snoop"):
+                    "mallory-snoop", "mallory-tampered"):
         assert scores[student] == 0, f"{student} gained {scores[student]} points"
     assert scores["mallory-hog"] == full, "its own limits hit, its answers still graded"
     first = report.max_points["softmax_tests"]

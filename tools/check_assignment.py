@@ -25,7 +25,7 @@ from assignment_mutations import MUTATIONS  # noqa: E402
 
 from transformer_course.grading.course import list_assignments, resolve_assignment  # noqa: E402
 from transformer_course.grading.execute import check_submission, is_test  # noqa: E402
-from transformer_course.grading.sandbox import Limits, probe  # noqa: E402
+from transformer_course.grading.sandbox import Limits, fork_server, probe  # noqa: E402
 
 
 def grade_id(cell) -> str | None:
@@ -72,26 +72,33 @@ def main(argv: list[str] | None = None) -> int:
     isolation = probe()
     print(f"isolation: {isolation.describe()}")
     failures = 0
-    for assignment in names:
-        for name, nb, loses in cases(assignment, args.only):
-            start, journal = time.perf_counter(), {}
-            verdicts = check_submission(nb, source(assignment), Limits(cell_seconds=60),
-                                        isolation, journal=journal)
-            failed = sorted(k.removesuffix("_tests") for k, v in verdicts.items()
-                            if not v["passed"])
-            good = set(failed) == set(loses)
-            failures += not good
-            print(f"[{'ok' if good else 'WRONG'}] {assignment}: {name}: failed {failed}"
-                  f"{'' if good else f', expected {sorted(loses)}'} "
-                  f"({time.perf_counter() - start:.1f} s)")
-            if not good or args.verbose:
-                for key, verdict in verdicts.items():
-                    if not verdict["passed"]:
-                        print(f"    {key}: {verdict['message']}".replace("\n", "\n    "))
-                for key in ("errors", "context_errors", "stopped", "checks_failed"):
-                    if journal.get(key):
-                        print(f"    ({key}: {journal[key]})")
+    with fork_server():
+        failures = sum(grade(assignment, args, isolation) for assignment in names)
     return 1 if failures else 0
+
+
+def grade(assignment: str, args, isolation) -> int:
+    """Print one line per case of ``assignment``; how many came out wrong."""
+    failures = 0
+    for name, nb, loses in cases(assignment, args.only):
+        start, journal = time.perf_counter(), {}
+        verdicts = check_submission(nb, source(assignment), Limits(cell_seconds=60),
+                                    isolation, journal=journal)
+        failed = sorted(k.removesuffix("_tests") for k, v in verdicts.items()
+                        if not v["passed"])
+        good = set(failed) == set(loses)
+        failures += not good
+        print(f"[{'ok' if good else 'WRONG'}] {assignment}: {name}: failed {failed}"
+              f"{'' if good else f', expected {sorted(loses)}'} "
+              f"({time.perf_counter() - start:.1f} s)")
+        if not good or args.verbose:
+            for key, verdict in verdicts.items():
+                if not verdict["passed"]:
+                    print(f"    {key}: {verdict['message']}".replace("\n", "\n    "))
+            for key in ("errors", "context_errors", "stopped", "checks_failed"):
+                if journal.get(key):
+                    print(f"    ({key}: {journal[key]})")
+    return failures
 
 
 if __name__ == "__main__":

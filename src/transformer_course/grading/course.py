@@ -325,7 +325,7 @@ def grade_folder(assignment: str, folder: Path, output: Path | None = None,
     others are still graded.
     """
     from .execute import JOURNAL
-    from .sandbox import Limits, probe
+    from .sandbox import Limits, fork_server, probe
 
     repository = find_repository() if repository is None else Path(repository)
     assignment = resolve_assignment(repository, assignment)
@@ -349,7 +349,7 @@ def grade_folder(assignment: str, folder: Path, output: Path | None = None,
     (output / "feedback").mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="nbgrader-course-") as temporary, \
-            warnings.catch_warnings():
+            warnings.catch_warnings(), fork_server():
         warnings.filterwarnings("ignore", ".*not in session", module="nbgrader")  # SQLAlchemy's
         private = Path(temporary)
         os.chmod(private, 0o700)

@@ -248,10 +248,10 @@ def _owner(path: Path) -> int | None:
         return None
 
 
-def launch(config: dict, command: list[str]) -> None:
-    """Apply ``config`` (written by :func:`run_sandboxed`) to this process, then exec
-    ``command``. Reports what was applied as a first JSON line on the status descriptor;
-    a restriction that was asked for and fails stops the launch."""
+def _restrict(config: dict) -> None:
+    """Apply ``config`` (written by :func:`run_sandboxed`) to this process and report what
+    was applied as a JSON line on the status descriptor; a restriction that was asked for
+    and fails ends the process (exit status 70)."""
     isolation = config["isolation"]
     status = os.fdopen(config["status_fd"], "w", buffering=1, closefd=False)
     applied = {}
@@ -276,7 +276,216 @@ def launch(config: dict, command: list[str]) -> None:
         os._exit(70)
     status.write(json.dumps({"event": "isolation", "applied": applied}) + "\n")
     status.flush()
+
+
+def launch(config: dict, command: list[str]) -> None:
+    """Restrict this process (see :func:`_restrict`), then exec ``command``."""
+    _restrict(config)
     os.execve(command[0], command, config["environment"])
+
+
+# --- the fork server: a Python with torch in milliseconds --------------------------------
+
+
+class ForkServer:
+    """A process that imported torch, IPython and the grading runner once, and forks a fresh
+    child for every run: starting a Python that imports torch takes 2-3 s, a fork a few
+    milliseconds. It never runs a student's code itself and holds nothing of the grader's
+    (it is started with the sandbox's environment), so each child starts as clean as a new
+    process. A child closes everything it inherited but its three pipes, then restricts
+    itself exactly as :func:`launch` does before it runs ``python -m <module>``.
+
+    Use it as a context manager around a batch (:func:`fork_server`); :func:`run_sandboxed`
+    uses the current one for ``python -m`` commands and starts a fresh process otherwise.
+    """
+
+    def __init__(self):
+        import socket
+
+        self._socket, theirs = socket.socketpair()
+        environment = sandbox_environment(None)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "transformer_course.grading.sandbox", "--fork-server",
+             str(theirs.fileno())], pass_fds=(theirs.fileno(),), env=environment,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        theirs.close()
+        ready = self._receive()
+        if ready.get("ready") is not True:
+            raise OSError(f"the fork server did not start: {ready}")
+
+    def _receive(self) -> dict:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = self._socket.recv(65536)
+            if not chunk:
+                raise OSError("the fork server has gone")
+            data += chunk
+        return json.loads(data)
+
+    def _ask(self, request: dict, fds: list[int] = ()) -> dict:
+        import socket
+
+        socket.send_fds(self._socket, [json.dumps(request).encode() + b"\n"], list(fds))
+        return self._receive()
+
+    def spawn(self, config: dict, module: str, args: list[str], fds: list[int]) -> int:
+        """Fork a child that restricts itself by ``config`` and runs ``module`` with ``args``;
+        ``fds`` are its stdout, stderr and status descriptors. Returns its pid."""
+        return self._ask({"op": "spawn", "config": config, "module": module, "args": args},
+                         fds)["pid"]
+
+    def poll(self, pid: int) -> int | None:
+        """The child's exit status (as ``Popen.returncode`` gives it), None while it runs."""
+        return self._ask({"op": "poll", "pid": pid})["returncode"]
+
+    def sweep(self) -> int:
+        """Kill every process left under the server (orphans come back to it); how many."""
+        return self._ask({"op": "sweep"})["killed"]
+
+    def close(self) -> None:
+        self._socket.close()
+        if self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_SERVER: ForkServer | None = None
+
+
+class fork_server:  # noqa: N801 (used as a context manager, like open)
+    """``with fork_server():`` runs the sandboxed ``python -m`` commands of the block as
+    children of one :class:`ForkServer` (on Linux; elsewhere it changes nothing)."""
+
+    def __enter__(self):
+        global _SERVER
+        self.previous = _SERVER
+        if sys.platform.startswith("linux"):
+            _SERVER = ForkServer()
+        return _SERVER
+
+    def __exit__(self, *exc):
+        global _SERVER
+        if _SERVER is not None and _SERVER is not self.previous:
+            _SERVER.close()
+        _SERVER = self.previous
+
+
+def _serve_forks(fd: int) -> None:
+    """The fork server's loop (``python -m transformer_course.grading.sandbox
+    --fork-server FD``)."""
+    import runpy
+    import socket
+
+    import IPython.core.interactiveshell  # noqa: F401 (loaded once, for every child)
+    import torch  # noqa: F401
+
+    import transformer_course.grading.runner  # noqa: F401
+
+    channel = socket.socket(fileno=fd)
+    libc = _libc()
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    exited: dict[int, int] = {}
+
+    def reply(message: dict) -> None:
+        channel.sendall(json.dumps(message).encode() + b"\n")
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            exited[pid] = os.waitstatus_to_exitcode(status)
+
+    reply({"ready": True})
+    buffer = b""
+    while True:
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 8)
+        if not message:
+            return
+        buffer += message
+        if not buffer.endswith(b"\n"):
+            continue
+        request, buffer = json.loads(buffer), b""
+        if request["op"] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                _forked_child(request, fds, channel, runpy)
+            for descriptor in fds:
+                os.close(descriptor)
+            reply({"pid": pid})
+        elif request["op"] == "poll":
+            reap()
+            reply({"returncode": exited.pop(request["pid"], None)})
+        elif request["op"] == "sweep":
+            killed = 0
+            for _ in range(50):  # a fork bomb refills: repeat until nothing is left
+                strays = _children(os.getpid())
+                if not strays:
+                    break
+                killed += len(strays)
+                _kill_tree(strays)
+                for stray in strays:
+                    try:
+                        os.waitpid(stray, 0)
+                    except ChildProcessError:
+                        pass
+            exited.clear()
+            reply({"killed": killed})
+
+
+def _forked_child(request: dict, fds: list[int], channel, runpy) -> None:
+    """In the fork server's child: become the sandboxed program (never returns)."""
+    code = 1
+    try:
+        channel.close()  # the student's code must not reach the server
+        os.setsid()
+        config = request["config"]
+        high = [os.dup(fd) for fd in fds]  # out of the way of the numbers they go to
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(high[0], 1)
+        os.dup2(high[1], 2)
+        os.dup2(high[2], 3)
+        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        config["status_fd"] = 3
+        os.chdir(config["folder"])
+        os.environ.clear()
+        os.environ.update(config["environment"] | {"GRADER_STATUS_FD": "3"})
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        _restrict(config)
+        sys.argv = [request["module"], *request["args"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:  # noqa: BLE001 (report, then leave without the server's cleanup)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
 
 
 # --- the supervisor: runs in the grader ---------------------------------------------------
@@ -417,18 +626,22 @@ def _remove_cgroup(folder: str | None) -> None:
         pass
 
 
-def sandbox_environment(folder: Path) -> dict[str, str]:
-    """A minimal environment: nothing of the grader's (tokens, paths) reaches the student."""
-    home = folder / "home"
-    for sub in ("home", "tmp"):
-        (folder / sub).mkdir(exist_ok=True)
+def sandbox_environment(folder: Path | None) -> dict[str, str]:
+    """A minimal environment: nothing of the grader's (tokens, paths) reaches the student.
+    Without a folder: the variables that do not name one (for the fork server)."""
     bin_dir = os.path.dirname(sys.executable)
-    return {
-        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
-        "TMPDIR": str(folder / "tmp"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(home / ".matplotlib"),
-        "IPYTHONDIR": str(home / ".ipython"), "XDG_CACHE_HOME": str(home / ".cache"),
-        "TRANSFORMER_COURSE_CACHE": str(home / ".cache" / "transformer-course"),
+    places = {}
+    if folder is not None:
+        home = folder / "home"
+        for sub in ("home", "tmp"):
+            (folder / sub).mkdir(exist_ok=True)
+        places = {"HOME": str(home), "TMPDIR": str(folder / "tmp"),
+                  "MPLCONFIGDIR": str(home / ".matplotlib"), "IPYTHONDIR": str(home / ".ipython"),
+                  "XDG_CACHE_HOME": str(home / ".cache"),
+                  "TRANSFORMER_COURSE_CACHE": str(home / ".cache" / "transformer-course")}
+    return places | {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
         # Instead of ``python -I``, which would ignore the next one: the student's process
@@ -492,16 +705,7 @@ def run_sandboxed(command: list[str], folder: Path, limits: Limits, isolation: I
     cgroup = _make_cgroup(limits) if isolation.cgroup_pids else None
     config = {"isolation": asdict(isolation), "cgroup": cgroup, "limits": asdict(limits),
               "folder": str(folder), "status_fd": write_fd, "environment": environment}
-    libc = _libc() if sys.platform.startswith("linux") else None
-    if libc is not None:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    before = _children(os.getpid())
-    process = subprocess.Popen(
-        # Run as a file, not ``-m``: importing the package would import torch first.
-        [sys.executable, "-I", os.path.abspath(__file__), json.dumps(config), "--", *command],
-        cwd=folder, env=environment, start_new_session=True,
-        pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+    process = _start(command, folder, config)
     os.close(write_fd)
     readers = [_CappedReader(process.stdout, limits.output_bytes),
                _CappedReader(process.stderr, limits.output_bytes)]
@@ -565,20 +769,7 @@ def run_sandboxed(command: list[str], folder: Path, limits: Limits, isolation: I
                     break
                 next_size_check = now + 1.0
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        _remove_cgroup(cgroup)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        _kill_tree(_children(process.pid))
-        strays = _reap_strays(before)
-        if libc is not None:
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        strays = process.finish(cgroup)
         status.close()
         for reader in readers:
             reader.join(timeout=5)
@@ -589,11 +780,108 @@ def run_sandboxed(command: list[str], folder: Path, limits: Limits, isolation: I
                          readers[1].text(), applied)
 
 
+class _Started:
+    """The sandboxed process: ``pid``, ``stdout`` and ``stderr`` (pipes), ``poll()``,
+    ``returncode``, and ``finish()``, which kills it and everything it started."""
+
+    def finish(self, cgroup: str | None) -> int:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        _remove_cgroup(cgroup)
+        return self._collect()
+
+
+class _Launched(_Started):
+    """Started as a new Python (:func:`launch`); the grader adopts its orphans."""
+
+    def __init__(self, command: list[str], folder: Path, config: dict):
+        self.libc = _libc() if sys.platform.startswith("linux") else None
+        if self.libc is not None:
+            self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.before = _children(os.getpid())
+        self.process = subprocess.Popen(
+            # Run as a file, not ``-m``: importing the package would import torch first.
+            [sys.executable, "-I", os.path.abspath(__file__), json.dumps(config), "--",
+             *command],
+            cwd=folder, env=config["environment"], start_new_session=True,
+            pass_fds=(config["status_fd"],), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.pid, self.stdout, self.stderr = self.process.pid, self.process.stdout, \
+            self.process.stderr
+
+    def poll(self):
+        return self.process.poll()
+
+    @property
+    def returncode(self):
+        return self.process.returncode
+
+    def _collect(self) -> int:
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        _kill_tree(_children(self.pid))
+        strays = _reap_strays(self.before)
+        if self.libc is not None:
+            self.libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        return strays
+
+
+class _Forked(_Started):
+    """Forked by the fork server, which adopts its orphans."""
+
+    def __init__(self, server: ForkServer, module: str, args: list[str], config: dict):
+        self.server, self.returncode = server, None
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            self.pid = server.spawn(config, module, args,
+                                    [out_write, err_write, config["status_fd"]])
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self.stdout = os.fdopen(out_read, "rb")
+        self.stderr = os.fdopen(err_read, "rb")
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self.server.poll(self.pid)
+        return self.returncode
+
+    def _collect(self) -> int:
+        deadline = time.monotonic() + 10
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.server.sweep()
+
+
+def _start(command: list[str], folder: Path, config: dict) -> _Started:
+    """By the current fork server when the command is ``python -m module ...`` (restarted
+    once if a previous run managed to end it), else as a new process."""
+    global _SERVER
+    if _SERVER is not None and command[:2] == [sys.executable, "-m"]:
+        for attempt in range(2):
+            try:
+                return _Forked(_SERVER, command[2], command[3:], config)
+            except OSError:
+                if attempt == 0:
+                    _SERVER.close()
+                    _SERVER = ForkServer()
+    return _Launched(command, folder, config)
+
+
 def _current(events: list[dict]) -> int | None:
     starts = [e["index"] for e in events if e.get("event") == "start"]
     return starts[-1] if starts else None
 
 
 if __name__ == "__main__":
-    configuration = json.loads(sys.argv[1])
-    launch(configuration, sys.argv[sys.argv.index("--") + 1:])
+    if sys.argv[1] == "--fork-server":
+        _serve_forks(int(sys.argv[2]))
+    else:
+        configuration = json.loads(sys.argv[1])
+        launch(configuration, sys.argv[sys.argv.index("--") + 1:])
