@@ -267,7 +267,9 @@ def read_submissions(folder: Path) -> tuple[list[Submission], list[str]]:
             submissions.append(submission)
             continue
         try:
-            nbformat.validate(nbformat.read(path, as_version=4))
+            with warnings.catch_warnings():  # cells without ids: nbgrader gives them ids
+                warnings.simplefilter("ignore", nbformat.validator.MissingIDFieldWarning)
+                nbformat.validate(nbformat.read(path, as_version=4))
         except Exception as error:  # JSON, encoding or schema errors alike
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             submission.error = f"not a valid notebook ({type(error).__name__}: {first_line})"
