@@ -20,9 +20,13 @@ from common import median_times, write_result
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from transformer_course import MultiHeadAttention, make_padding_mask
-from transformer_course.attention import scaled_dot_product_attention, to_pytorch_mask
-from transformer_course.interop import copy_multihead_attention
+from transformer_course.models.attention import (
+    make_padding_mask,
+    scaled_dot_product_attention,
+    to_pytorch_mask,
+)
+from transformer_course.models.interop import copy_multihead_attention
+from transformer_course.models.multihead import MultiHeadAttention
 
 
 def attention_case(batch, heads, seq_len, d_k, repeats):

@@ -13,9 +13,9 @@ import argparse
 
 from common import use_local_data, write_result
 
-from transformer_course.batching import BucketBatchSampler, padding_fraction, random_batches
-from transformer_course.datasets import load_multi30k
-from transformer_course.tokenizers import BPETokenizer
+from transformer_course.utils.batching import BucketBatchSampler, padding_fraction, random_batches
+from transformer_course.utils.dataset import load_multi30k
+from transformer_course.utils.tokenizer import BPETokenizer
 
 
 def main() -> None:

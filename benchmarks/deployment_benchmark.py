@@ -27,16 +27,16 @@ from pathlib import Path
 import torch
 from common import ROOT, median_times, use_local_data, write_result
 
-from transformer_course.datasets import load_multi30k
-from transformer_course.deployment import (
+from transformer_course.evaluation.analysis import evaluate_translations
+from transformer_course.models.generation import greedy_decode
+from transformer_course.recipes.translator import load_translator
+from transformer_course.serving.deployment import (
     OnnxTranslator,
     export_onnx,
     quantize_translator,
     state_dict_bytes,
 )
-from transformer_course.generation import greedy_decode
-from transformer_course.metrics import evaluate_translations
-from transformer_course.translator import load_translator
+from transformer_course.utils.dataset import load_multi30k
 
 SPLIT = "test_2016_flickr"
 

@@ -3,9 +3,9 @@
 Three ways to compute softmax(Q K^T / sqrt(d)) V for one sequence of n positions
 (batch 1, 4 heads of 64 dimensions, float32, no mask), for n = 256 ... 8192:
 
-* ``naive``: ``transformer_course.attention.scaled_dot_product_attention``, which builds the
+* ``naive``: ``transformer_course.models.attention.scaled_dot_product_attention``, which builds the
   (heads, n, n) scores and weights;
-* ``blockwise``: ``transformer_course.flash_attention.blockwise_attention``, a Python loop
+* ``blockwise``: ``transformer_course.models.flash_attention.blockwise_attention``, a Python loop
   over blocks of keys with an online softmax (extra memory linear in n);
 * ``pytorch``: ``torch.nn.functional.scaled_dot_product_attention``, a fused C++ kernel (on
   the CPU, PyTorch's own flash-attention implementation).
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from common import median_times, write_result
 
-from transformer_course.attention import scaled_dot_product_attention
-from transformer_course.flash_attention import blockwise_attention
+from transformer_course.models.attention import scaled_dot_product_attention
+from transformer_course.models.flash_attention import blockwise_attention
 
 METHODS = ("naive", "blockwise", "pytorch")
 
@@ -155,8 +155,8 @@ def main() -> None:
                   "mask": None},
         "block_size": args.block_size, "repeats": args.repeats, "threads": args.threads,
         "methods": {
-            "naive": "transformer_course.attention.scaled_dot_product_attention",
-            "blockwise": "transformer_course.flash_attention.blockwise_attention",
+            "naive": "transformer_course.models.attention.scaled_dot_product_attention",
+            "blockwise": "transformer_course.models.flash_attention.blockwise_attention",
             "pytorch": "torch.nn.functional.scaled_dot_product_attention"},
         "rows": rows,
     }, args.output)

@@ -15,8 +15,8 @@ import argparse
 import torch
 from common import median_times, write_result
 
-from transformer_course import Transformer, TransformerConfig
-from transformer_course.generation import greedy_decode
+from transformer_course.models.generation import greedy_decode
+from transformer_course.models.transformer import Transformer, TransformerConfig
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Train short, test long: accuracy of each position scheme on sequences longer than in training.
 
-Every scheme of ``transformer_course.relative_positions.POSITION_SCHEMES`` trains the same small
-decoder-only model (2 layers, d_model 64, 4 heads) on the "continue the repeating pattern" task
-of ``transformer_course.length_extrapolation`` with inputs of ``--train-len`` positions, for
+Every scheme of ``transformer_course.models.relative_positions.POSITION_SCHEMES`` trains the
+same small decoder-only model (2 layers, d_model 64, 4 heads) on the "continue the repeating
+pattern" task of ``transformer_course.recipes.length_extrapolation`` with inputs of
+``--train-len`` positions, for
 several seeds (two runs at a time by default, one per core). Each model is then tested on fresh
 sequences of several lengths, up to four times the training length. Learned absolute positions
 have no vector beyond the training length: those entries are null, with the reason in
@@ -22,13 +23,13 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 from common import write_result
 
-from transformer_course.length_extrapolation import (
+from transformer_course.models.relative_positions import POSITION_SCHEMES
+from transformer_course.recipes.length_extrapolation import (
     ExtrapolationConfig,
     accuracy_by_position,
     evaluate_lengths,
     train_scheme,
 )
-from transformer_course.relative_positions import POSITION_SCHEMES
 
 
 def run_one(job: tuple) -> dict:

@@ -24,7 +24,7 @@ import time
 import httpx
 from common import ROOT, use_local_data, write_result
 
-from transformer_course.datasets import load_multi30k
+from transformer_course.utils.dataset import load_multi30k
 
 
 def free_port() -> int:

@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 from common import ROOT, use_local_data, write_result
 
-from transformer_course.datasets import load_multi30k
+from transformer_course.utils.dataset import load_multi30k
 
 JSON = {"content-type": "application/json"}
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from common import use_local_data, write_result
 
-from transformer_course.datasets import load_multi30k
-from transformer_course.tokenizers import SPECIAL_TOKENS, WORD_PATTERN, BPETokenizer
+from transformer_course.utils.dataset import load_multi30k
+from transformer_course.utils.tokenizer import SPECIAL_TOKENS, WORD_PATTERN, BPETokenizer
 
 
 def load_train_split() -> tuple[list[str], list[str]]:

@@ -2,7 +2,7 @@
 
 Both models have the same token embeddings, sinusoidal positions and output projection (from
 the package); only the encoder and decoder stacks differ: ours (from scratch) versus
-``nn.Transformer``'s (:class:`transformer_course.torch_transformer.TorchTransformer`, in
+``nn.Transformer``'s (:class:`transformer_course.models.torch_transformer.TorchTransformer`, in
 training mode). A step is forward, label-smoothed loss, backward and an Adam update, on a
 batch shaped like a Multi30k batch.
 
@@ -16,9 +16,9 @@ import argparse
 import torch
 from common import median_times, write_result
 
-from transformer_course import Transformer, TransformerConfig
-from transformer_course.torch_transformer import TorchTransformer
-from transformer_course.training import LabelSmoothingLoss
+from transformer_course.models.torch_transformer import TorchTransformer
+from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.training.losses import LabelSmoothingLoss
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Train chapter 16's Vision Transformer on scikit-learn's digits and log the run.
 
-The recipe is ``transformer_course.vit``'s defaults (``ViTConfig()``, ``ViTTrainingConfig()``):
+The recipe is ``transformer_course.recipes.vit_digits``'s defaults (``ViTConfig()``,
+``ViTTrainingConfig()``):
 2 x 2 patches (16 tokens plus [CLS]), a seeded stratified 80/20 split (1,437 training and 360
 test images), AdamW with warm-up and cosine decay. The target: at least 95% test accuracy
 within 2 minutes of CPU training. Prints the test accuracy and the training seconds, and
@@ -19,7 +20,8 @@ import statistics
 import torch
 from common import write_result
 
-from transformer_course.vit import ViTConfig, ViTTrainingConfig, train_vit
+from transformer_course.models.vit import ViTConfig
+from transformer_course.recipes.vit_digits import ViTTrainingConfig, train_vit
 
 TARGET_ACCURACY = 0.95
 TARGET_SECONDS = 120.0

@@ -329,8 +329,9 @@ MUTATIONS: dict[str, list[Mutation]] = {
     ],
     "ch14_evaluation_analysis": [
         Mutation("a bucket's BLEU as the mean of its sentence BLEUs",
-                 "(len(members), metrics.bleu_from_statistics(total).score)",
-                 "(len(members), sum(metrics.sentence_bleu(hypotheses[i], references[i]).score\n"
+                 "(len(members), package_bleu.bleu_from_statistics(total).score)",
+                 "(len(members), sum(package_bleu.sentence_bleu(hypotheses[i],\n"
+                 "                                                references[i]).score\n"
                  "                                          for i in members) / len(members))",
                  ("bucket",)),
         Mutation("bootstrap not paired: system B scored on resamples of its own",

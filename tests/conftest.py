@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer_course import set_seed
-from transformer_course.datasets import DatasetError
+from transformer_course.utils.dataset import DatasetError
+from transformer_course.utils.device import set_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn, never shown

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course.attention import (
+from transformer_course.models.attention import (
     from_pytorch_mask,
     make_causal_mask,
     make_padding_mask,

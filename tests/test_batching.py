@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import load_or_skip
 
-from transformer_course.batching import (
+from transformer_course.utils.batching import (
     BucketBatchSampler,
     TranslationDataset,
     collate_translation,
@@ -11,8 +11,8 @@ from transformer_course.batching import (
     random_blocks,
     sequential_blocks,
 )
-from transformer_course.datasets import load_multi30k
-from transformer_course.synthetic import make_sequence_task
+from transformer_course.utils.dataset import load_multi30k
+from transformer_course.utils.synthetic import make_sequence_task
 
 
 def test_collate_adds_bos_eos_and_pads_dynamically():

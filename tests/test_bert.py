@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from transformer_course.bert import (
+from transformer_course.models.bert import (
     IGNORE_INDEX,
     BertConfig,
     MaskedLanguageModel,

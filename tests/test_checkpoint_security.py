@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from transformer_course import Transformer, TransformerConfig, set_seed
 from transformer_course.cli import main
-from transformer_course.tinytalks import load_tinytalks_model
-from transformer_course.tokenizers import BPETokenizer
-from transformer_course.training import CheckpointError, load_checkpoint_file, plain
-from transformer_course.translator import Translator, load_translator
+from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.recipes.tinytalks.model import load_tinytalks_model
+from transformer_course.recipes.translator import Translator, load_translator
+from transformer_course.training.checkpoint import CheckpointError, load_checkpoint_file, plain
+from transformer_course.utils.device import set_seed
+from transformer_course.utils.tokenizer import BPETokenizer
 
 CORPUS = ["Ein Hund läuft.", "A dog runs.", "Zwei Katzen schlafen im Haus.",
           "Two cats sleep in the house.", "Ein Mann liest ein Buch.", "A man reads a book."]

@@ -4,8 +4,8 @@ import sys
 import pytest
 import torch
 
-from transformer_course import doctor, get_device
-from transformer_course.cli import main
+from transformer_course.cli import doctor, main
+from transformer_course.utils.device import get_device
 
 
 def test_doctor_reports_versions_device_and_passes(capsys):
@@ -57,7 +57,7 @@ def test_device_choice_and_override(monkeypatch):
 def test_download_verifies_tinytalks(capsys):
     from conftest import load_or_skip
 
-    from transformer_course.datasets import load_tinytalks
+    from transformer_course.utils.dataset import load_tinytalks
 
     load_or_skip(load_tinytalks, "all")
     assert main(["download", "tinytalks"]) == 0
@@ -68,7 +68,7 @@ def test_download_verifies_tinytalks(capsys):
 def test_download_failure_is_reported_with_exit_code_1(tmp_path, monkeypatch, capsys):
     import socket
 
-    from transformer_course import datasets
+    from transformer_course.utils import dataset as datasets
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import load_or_skip
 
-from transformer_course.datasets import (
+from transformer_course.utils.dataset import (
     MULTI30K_SPLITS,
     TINYTALKS_ATTRIBUTION,
     DatasetError,
@@ -252,7 +252,7 @@ def test_a_read_only_cache_is_a_clear_error_and_leaves_nothing(server, tmp_path,
     # Tests run as root, where chmod does not stop writes: the refusal is simulated.
     import tempfile
 
-    from transformer_course import datasets
+    from transformer_course.utils import dataset as datasets
 
     s, root = server
     monkeypatch.delenv("TRANSFORMER_COURSE_DATA", raising=False)

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_course import Transformer, TransformerConfig
-from transformer_course.deployment import (
+from transformer_course.models.generation import beam_search, greedy_decode
+from transformer_course.models.multihead import KVCache, PreallocatedKVCache
+from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.serving.deployment import (
     OnnxTranslator,
     export_onnx,
     quantize_dynamic_int8,
@@ -16,8 +18,6 @@ from transformer_course.deployment import (
     quantize_weight_int8,
     state_dict_bytes,
 )
-from transformer_course.generation import beam_search, greedy_decode
-from transformer_course.multihead import KVCache, PreallocatedKVCache
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "translator-cpu" / "model.pt"
@@ -234,8 +234,8 @@ def test_export_rejects_other_models(tmp_path):
 def test_committed_translator_quantized_and_exported_still_translates(tmp_path):
     from conftest import load_or_skip
 
-    from transformer_course.datasets import load_multi30k
-    from transformer_course.translator import load_translator
+    from transformer_course.recipes.translator import load_translator
+    from transformer_course.utils.dataset import load_multi30k
 
     if not CHECKPOINT.is_file():
         pytest.skip("no committed translator checkpoint")

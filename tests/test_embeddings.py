@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from transformer_course import (
+from transformer_course.models.embeddings import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
     TokenEmbedding,

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from transformer_course.attention import (
+from transformer_course.models.attention import (
     make_causal_mask,
     make_padding_mask,
     scaled_dot_product_attention,
 )
-from transformer_course.flash_attention import blockwise_attention, online_softmax
+from transformer_course.models.flash_attention import blockwise_attention, online_softmax
 
 
 def _qkv(batch=2, heads=3, q_len=37, k_len=37, d_k=16, d_v=8, seed=0, dtype=torch.float64):

@@ -4,14 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course import GPT, GPTConfig, Transformer, TransformerConfig
-from transformer_course.generation import (
+from transformer_course.models.generation import (
     beam_search,
     generate,
     greedy_decode,
     length_penalty,
     sampling_distribution,
 )
+from transformer_course.models.gpt import GPT, GPTConfig
+from transformer_course.models.transformer import Transformer, TransformerConfig
 
 
 def random_model(vocab=9, seed=0, max_len=24):

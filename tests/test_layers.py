@@ -3,17 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transformer_course import (
-    DecoderLayer,
-    EncoderLayer,
-    LayerNorm,
-    PositionwiseFeedForward,
-    ResidualConnection,
-    make_causal_mask,
-    make_padding_mask,
+from transformer_course.models.attention import make_causal_mask, make_padding_mask, to_pytorch_mask
+from transformer_course.models.decoder import DecoderLayer
+from transformer_course.models.encoder import EncoderLayer
+from transformer_course.models.feedforward import PositionwiseFeedForward
+from transformer_course.models.interop import (
+    copy_decoder_layer,
+    copy_encoder_layer,
+    copy_layer_norm,
 )
-from transformer_course.attention import to_pytorch_mask
-from transformer_course.interop import copy_decoder_layer, copy_encoder_layer, copy_layer_norm
+from transformer_course.models.normalization import LayerNorm, ResidualConnection
 
 
 def test_layer_norm_matches_pytorch(tol):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from transformer_course.length_extrapolation import (
+from transformer_course.recipes.length_extrapolation import (
     ExtrapolationConfig,
     accuracy_by_position,
     evaluate_lengths,

@@ -9,27 +9,27 @@ from conftest import load_or_skip
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
-from transformer_course.datasets import load_multi30k
-from transformer_course.metrics import (
+from transformer_course.evaluation.analysis import evaluate_translations
+from transformer_course.evaluation.bleu import (
     BLEUStatistics,
-    align_words,
     bleu_from_statistics,
     brevity_penalty,
     closest_reference_length,
     corpus_bleu,
-    corpus_chrf,
-    corpus_meteor,
-    count_chunks,
-    evaluate_translations,
     modified_precision,
     ngrams,
     sentence_bleu,
-    sentence_chrf,
+)
+from transformer_course.evaluation.chrf import corpus_chrf, sentence_chrf
+from transformer_course.evaluation.corpus import tokenize_13a, tokenize_text
+from transformer_course.evaluation.meteor import (
+    align_words,
+    corpus_meteor,
+    count_chunks,
     sentence_meteor,
     stem,
-    tokenize_13a,
-    tokenize_text,
 )
+from transformer_course.utils.dataset import load_multi30k
 
 TOLERANCE = 0.01  # on the 0-100 scale
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course import GPT, GPTConfig, Transformer, TransformerConfig
+from transformer_course.models.gpt import GPT, GPTConfig
+from transformer_course.models.transformer import Transformer, TransformerConfig
 
 
 def small_config(**overrides):

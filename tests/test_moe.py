@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from transformer_course.moe import MoEFeedForward, load_balancing_loss, top_k_gating
+from transformer_course.models.moe import MoEFeedForward, load_balancing_loss, top_k_gating
 
 
 def dense_moe(moe, x):

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_course import KVCache, MultiHeadAttention, make_causal_mask, make_padding_mask
-from transformer_course.attention import to_pytorch_mask
-from transformer_course.interop import copy_multihead_attention
+from transformer_course.models.attention import make_causal_mask, make_padding_mask, to_pytorch_mask
+from transformer_course.models.interop import copy_multihead_attention
+from transformer_course.models.multihead import KVCache, MultiHeadAttention
 
 
 def paired(d_model=16, heads=4):

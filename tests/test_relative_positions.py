@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course.attention import make_causal_mask, scaled_dot_product_attention
-from transformer_course.relative_positions import (
+from transformer_course.models.attention import make_causal_mask, scaled_dot_product_attention
+from transformer_course.models.relative_positions import (
     POSITION_SCHEMES,
     PositionalLM,
     RelativeSelfAttention,

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from transformer_course.serving import (
+from transformer_course.recipes.translator import load_translator
+from transformer_course.serving.service import (
     BackgroundServer,
     BatchingTranslator,
     BodySizeLimit,
     create_app,
 )
-from transformer_course.translator import load_translator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "translator-cpu" / "model.pt"
@@ -188,7 +188,9 @@ def test_serve_command_loads_the_model_in_the_thread_that_runs_it(monkeypatch):
     # Two threads running torch kernels made every decoding step 3x slower (model_thread).
     import threading
 
-    from transformer_course import cli, serving, translator
+    from transformer_course import cli
+    from transformer_course.recipes import translator
+    from transformer_course.serving import service as serving
 
     threads = {}
 
@@ -526,7 +528,7 @@ def test_a_request_past_its_deadline_gets_504_and_leaves_the_queue(translator, m
 def test_each_translation_is_capped_relative_to_its_own_source(translator, monkeypatch):
     # A model that never says </s> (here: a stub) must not run on to the model's 255
     # positions, nor to the limit of a long sentence it happens to be batched with.
-    from transformer_course import serving
+    from transformer_course.serving import service as serving
 
     limits = []
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course.attention import make_causal_mask, scaled_dot_product_attention
-from transformer_course.sparse_attention import (
+from transformer_course.models.attention import make_causal_mask, scaled_dot_product_attention
+from transformer_course.models.sparse_attention import (
     fixed_mask,
     num_allowed_pairs,
     sliding_window_attention,

@@ -17,35 +17,38 @@ import torch
 from conftest import load_or_skip
 from torch.testing import assert_close
 
-from transformer_course import GPT, GPTConfig, Transformer, TransformerConfig
-from transformer_course.attention import make_causal_mask, uniform_attention_weights
 from transformer_course.cli import main
-from transformer_course.datasets import QAPair, load_tinytalks
-from transformer_course.multihead import use_uniform_attention
-from transformer_course.tinytalks import (
+from transformer_course.models.attention import make_causal_mask, uniform_attention_weights
+from transformer_course.models.gpt import GPT, GPTConfig
+from transformer_course.models.multihead import use_uniform_attention
+from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.recipes.tinytalks.data import (
     DIALOGUE_LINKS,
     IGNORE,
-    Chat,
-    ProofConfig,
     Sample,
-    TinyTalksConfig,
     build_tokenizer,
     check_levels,
     dialogue_prompt,
     encode_sample,
-    evaluate_answers,
     format_exchange,
     format_qa,
     load_pairs,
-    load_tinytalks_model,
     make_samples,
+    qa_prompt,
+)
+from transformer_course.recipes.tinytalks.model import Chat, load_tinytalks_model, reply
+from transformer_course.recipes.tinytalks.proof import (
+    ProofConfig,
     proof_attention,
     proof_verdict,
-    qa_prompt,
-    reply,
     run_proof,
+)
+from transformer_course.recipes.tinytalks.training import (
+    TinyTalksConfig,
+    evaluate_answers,
     train_tinytalks,
 )
+from transformer_course.utils.dataset import QAPair, load_tinytalks
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -404,7 +407,7 @@ def test_proof_command_prints_the_verdict_and_the_ablation(tmp_path, capsys):
 def test_the_committed_models_match_their_logged_runs():
     from pathlib import Path
 
-    from transformer_course import tinytalks
+    from transformer_course.recipes import tinytalks
 
     root = Path(__file__).resolve().parents[1]
     logs = root / "results" / "tinytalks"

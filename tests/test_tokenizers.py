@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import load_or_skip
 
-from transformer_course.datasets import load_multi30k
-from transformer_course.tokenizers import (
+from transformer_course.utils.dataset import load_multi30k
+from transformer_course.utils.tokenizer import (
     BOS,
     EOS,
     PAD,
@@ -285,7 +285,7 @@ def test_training_is_deterministic_across_runs_orders_and_hash_seeds(multi30k):
     # changes, the merges must not.
     script = (
         "import json, sys\n"
-        "from transformer_course.tokenizers import BPETokenizer\n"
+        "from transformer_course.utils.tokenizer import BPETokenizer\n"
         "texts = json.loads(sys.stdin.read())\n"
         "print(json.dumps(BPETokenizer.train(texts, vocab_size=800).merges))\n"
     )

@@ -4,10 +4,14 @@ holds our weights, and usable by the translator's decoders (no KV cache)."""
 import pytest
 import torch
 
-from transformer_course import Transformer, TransformerConfig
-from transformer_course.generation import beam_search, greedy_decode
-from transformer_course.interop import copy_decoder_layer, copy_encoder_layer, copy_layer_norm
-from transformer_course.torch_transformer import TorchTransformer
+from transformer_course.models.generation import beam_search, greedy_decode
+from transformer_course.models.interop import (
+    copy_decoder_layer,
+    copy_encoder_layer,
+    copy_layer_norm,
+)
+from transformer_course.models.torch_transformer import TorchTransformer
+from transformer_course.models.transformer import Transformer, TransformerConfig
 
 
 def make_pair(norm_first: bool):

@@ -9,18 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_course import Transformer, TransformerConfig, set_seed
-from transformer_course.batching import BucketBatchSampler, collate_translation
-from transformer_course.synthetic import make_sequence_task
-from transformer_course.training import (
-    LabelSmoothingLoss,
-    Trainer,
-    autocast,
+from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.training.checkpoint import save_atomic
+from transformer_course.training.losses import LabelSmoothingLoss
+from transformer_course.training.scheduler import (
     inverse_sqrt_schedule,
     make_scheduler,
-    save_atomic,
     warmup_cosine_schedule,
 )
+from transformer_course.training.trainer import Trainer, autocast
+from transformer_course.utils.batching import BucketBatchSampler, collate_translation
+from transformer_course.utils.device import set_seed
+from transformer_course.utils.synthetic import make_sequence_task
 
 
 def test_label_smoothing_matches_pytorch_and_ignores_padding():
@@ -129,8 +129,8 @@ def test_training_reduces_the_loss_and_writes_history(tmp_path):
 
 
 def test_validation_can_report_bleu_each_epoch(tmp_path):
-    from transformer_course.generation import greedy_decode
-    from transformer_course.metrics import corpus_bleu
+    from transformer_course.evaluation.bleu import corpus_bleu
+    from transformer_course.models.generation import greedy_decode
 
     trainer = make_trainer(tmp_path, dropout=0.0)
     make_batches = make_task()
@@ -190,7 +190,7 @@ def test_a_killed_process_never_leaves_a_corrupt_checkpoint(tmp_path):
     path = tmp_path / "latest.pt"
     script = (
         "import sys, torch\n"
-        "from transformer_course.training import save_atomic\n"
+        "from transformer_course.training.checkpoint import save_atomic\n"
         "big = torch.randn(4_000_000)\n"
         "for i in range(1000):\n"
         "    save_atomic({'step': i, 'w': big}, sys.argv[1])\n"
@@ -317,7 +317,7 @@ def test_resuming_from_another_kind_or_configuration_names_what_differs(tmp_path
 
 
 def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path):
-    from transformer_course.training import STALE_TEMPORARY_SECONDS
+    from transformer_course.training.checkpoint import STALE_TEMPORARY_SECONDS
 
     path = tmp_path / "latest.pt"
     stale = tmp_path / "latest.pt.k3j_9xq2.tmp"  # save_atomic's pattern, left by a kill

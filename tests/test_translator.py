@@ -8,8 +8,8 @@ import pytest
 from conftest import load_or_skip
 
 from transformer_course.cli import main
-from transformer_course.datasets import load_multi30k
-from transformer_course.translator import PROFILES, load_translator, train_translator
+from transformer_course.recipes.translator import PROFILES, load_translator, train_translator
+from transformer_course.utils.dataset import load_multi30k
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,8 @@ def test_the_committed_checkpoint_matches_its_logged_run():
 
 def test_cli_evaluation_keeps_the_splits_it_could_score(smoke_run, tmp_path, capsys,
                                                          monkeypatch):
-    import transformer_course.translator as translator_module
-    from transformer_course.datasets import DatasetError
+    import transformer_course.recipes.translator as translator_module
+    from transformer_course.utils.dataset import DatasetError
 
     def offline_2017(split):
         if split == "test_2017_flickr":
@@ -155,7 +155,7 @@ def test_cli_resume_refuses_a_foreign_checkpoint_in_one_line(tmp_path, capsys, m
                                                              latest):
     import torch
 
-    import transformer_course.translator as translator_module
+    import transformer_course.recipes.translator as translator_module
 
     # A recipe of seconds on a few sentence pairs: resume fails before the first step.
     pairs = [("Ein Hund läuft.", "A dog runs."), ("Zwei Katzen schlafen.", "Two cats sleep."),

@@ -2,8 +2,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from transformer_course import sinusoidal_encoding
-from transformer_course.visualization import (
+from transformer_course.models.embeddings import sinusoidal_encoding
+from transformer_course.utils.visualization import (
     plot_attention,
     plot_attention_grid,
     plot_attention_heads,

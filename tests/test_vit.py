@@ -5,17 +5,19 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from transformer_course.vit import (
+from transformer_course.models.vit import (
     PatchEmbedding,
     VisionTransformer,
     ViTConfig,
+    patchify,
+    unpatchify,
+)
+from transformer_course.recipes.vit_digits import (
     ViTTrainingConfig,
     accuracy,
     load_digits_data,
-    patchify,
     random_shift,
     train_vit,
-    unpatchify,
 )
 
 

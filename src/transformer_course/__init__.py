@@ -1,61 +1,26 @@
 """transformer_course: the shared package of the course "Transformers from Scratch".
 
-Each module holds one idea and names the chapter that introduces it. Chapters build an idea
-step by step in the notebook, then check their version against the one here.
+Its learner-facing part is the project the course has the learner build, one file per idea:
+
+- ``models/``: attention, multi-head attention, embeddings, feed-forward, normalization,
+  encoder, decoder, the encoder-decoder Transformer, the GPT, generation, and the Part 6
+  variants next to what they vary;
+- ``training/``: losses, schedules, checkpoints and the trainer;
+- ``evaluation/``: BLEU, chrF, METEOR and the analysis of a translation result;
+- ``utils/``: tokenizers, data sets, batching, visualization, device and seeds.
+
+The course's machinery sits apart: ``recipes/`` (the capstones and experiments), ``serving/``
+(deployment and the HTTP service), ``grading/``, ``notebook`` (helpers of the chapters) and
+``cli/`` (the ``transformer-course`` command). Chapters import each name from the module that
+holds it; the few below are the package's face.
 """
 
-from .attention import (
-    from_pytorch_mask,
-    make_causal_mask,
-    make_padding_mask,
-    scaled_dot_product_attention,
-    to_additive_mask,
-    to_pytorch_mask,
-)
-from .decoder import DecoderLayer, TransformerDecoder
-from .device import get_device, set_seed
-from .embeddings import (
-    LearnedPositionalEmbedding,
-    SinusoidalPositionalEncoding,
-    TokenEmbedding,
-    sinusoidal_encoding,
-)
-from .encoder import EncoderLayer, TransformerEncoder
-from .feedforward import PositionwiseFeedForward
-from .gpt import GPT, GPTConfig
-from .multihead import KVCache, MultiHeadAttention
-from .normalization import LayerNorm, ResidualConnection
-from .tokenizers import BPETokenizer, CharTokenizer
-from .transformer import Transformer, TransformerConfig
+from .models.gpt import GPT, GPTConfig
+from .models.transformer import Transformer, TransformerConfig
+from .utils.device import get_device, set_seed
+from .utils.tokenizer import BPETokenizer, CharTokenizer
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BPETokenizer",
-    "CharTokenizer",
-    "DecoderLayer",
-    "EncoderLayer",
-    "GPT",
-    "GPTConfig",
-    "KVCache",
-    "LayerNorm",
-    "LearnedPositionalEmbedding",
-    "MultiHeadAttention",
-    "PositionwiseFeedForward",
-    "ResidualConnection",
-    "SinusoidalPositionalEncoding",
-    "TokenEmbedding",
-    "Transformer",
-    "TransformerConfig",
-    "TransformerDecoder",
-    "TransformerEncoder",
-    "from_pytorch_mask",
-    "get_device",
-    "make_causal_mask",
-    "make_padding_mask",
-    "scaled_dot_product_attention",
-    "set_seed",
-    "sinusoidal_encoding",
-    "to_additive_mask",
-    "to_pytorch_mask",
-]
+__all__ = ["BPETokenizer", "CharTokenizer", "GPT", "GPTConfig", "Transformer",
+           "TransformerConfig", "get_device", "set_seed", "__version__"]

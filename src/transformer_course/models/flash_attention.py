@@ -85,14 +85,15 @@ def blockwise_attention(
             mask ``(batch, 1, 1, k_len)`` costs nothing extra; a full ``(q_len, k_len)`` mask
             would itself be quadratic, which is why causality has its own switch.
         causal: query ``i`` attends to keys ``<= i + (k_len - q_len)`` (the queries are the
-            last ``q_len`` positions, as in :func:`~transformer_course.attention.make_causal_mask`
-            with ``key_len``); the mask of each block is made from positions on the fly.
+            last ``q_len`` positions, as in
+            :func:`~transformer_course.models.attention.make_causal_mask` with ``key_len``); the
+            mask of each block is made from positions on the fly.
             Combined with ``mask`` by a logical and.
         block_size: keys per block; the last block is shorter when it does not divide ``k_len``.
         scale: multiplier of the scores; defaults to ``1 / sqrt(d_k)``.
 
     Returns:
-        ``(..., q_len, d_v)``, equal to :func:`~transformer_course.attention.
+        ``(..., q_len, d_v)``, equal to :func:`~transformer_course.models.attention.
         scaled_dot_product_attention`'s output up to rounding; a query with no allowed key gets
         an all-zero output, as there.
     """

@@ -12,7 +12,7 @@ computed at the selected positions only. The random and unchanged cases matter b
 the masked positions well, and could treat every visible token as trustworthy.
 
 :class:`MaskedLanguageModel` is the encoder-only model: token embeddings and learned positions,
-the course's :class:`~transformer_course.encoder.TransformerEncoder` (pre-norm, GELU), and
+the course's :class:`~transformer_course.models.encoder.TransformerEncoder` (pre-norm, GELU), and
 BERT's MLM head (a dense layer, GELU and LayerNorm, then logits through the token embedding
 matrix itself: tied weights, plus one bias per token).
 """

@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 
+from ..utils.dataset import TINYTALKS_ATTRIBUTION
+from ..utils.device import get_device
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -163,7 +166,7 @@ def add_tinytalks_parser(commands) -> None:
 def default_translator_checkpoint():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2] / "checkpoints" / "translator-cpu" / "model.pt"
+    return Path(__file__).resolve().parents[3] / "checkpoints" / "translator-cpu" / "model.pt"
 
 
 def undecodable_text(text: str) -> str | None:
@@ -203,9 +206,9 @@ def check_texts(texts: list[str]) -> str | None:
 def translator_command(args) -> int:
     from pathlib import Path
 
-    from . import translator
-    from .datasets import DatasetError
-    from .training import CheckpointError
+    from ..recipes import translator
+    from ..training.checkpoint import CheckpointError
+    from ..utils.dataset import DatasetError
 
     if args.action == "train":
         if args.profile not in translator.PROFILES:
@@ -233,7 +236,7 @@ def translator_command(args) -> int:
               f"{summary['training_minutes']:.1f} minutes of training; model in {output}")
         return 0
     if args.action == "evaluate":
-        from .datasets import MULTI30K_SPLITS
+        from ..utils.dataset import MULTI30K_SPLITS
 
         unknown = [split for split in args.split if split not in MULTI30K_SPLITS]
         if unknown:
@@ -271,7 +274,8 @@ def translator_command(args) -> int:
             print(f"{source}\n  -> {target}")
         if args.attention_image:
             try:
-                save_cross_attention(model, args.sentences[0], args.attention_image, args.beam)
+                translator.save_cross_attention(model, args.sentences[0], args.attention_image,
+                                                args.beam)
             except ValueError as error:  # a text too long to show in one map
                 print(f"error: no attention image: {error}", file=sys.stderr)
                 return 2
@@ -306,26 +310,10 @@ def translator_command(args) -> int:
     return 1 if missing else 0
 
 
-def save_cross_attention(model, sentence: str, path: str, beam: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .visualization import plot_attention
-
-    maps = model.cross_attention(sentence, beam_size=beam)
-    weights = maps["weights"][-1].mean(0)  # last layer, averaged over heads
-    ax = plot_attention(weights, maps["output_tokens"], maps["source_tokens"],
-                        title=f"cross-attention (last layer): {maps['translation']}")
-    ax.set_xlabel("German source token")
-    ax.set_ylabel("English output token")
-    ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=120)
-
-
 def default_tinytalks_checkpoint():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2] / "checkpoints" / "tinytalks" / "dialogue.pt"
+    return Path(__file__).resolve().parents[3] / "checkpoints" / "tinytalks" / "dialogue.pt"
 
 
 class _RunLog:
@@ -363,8 +351,8 @@ def _write_json(data: dict, path) -> None:
 def _run_info(device) -> dict:
     import os
 
-    from . import tinytalks
-    from .translator import _git_commit
+    from ..recipes import tinytalks
+    from ..recipes.translator import _git_commit
 
     return {"date": time.strftime("%Y-%m-%d", time.gmtime()),
             "machine": tinytalks.machine_info(device), "git_commit": _git_commit(),
@@ -384,7 +372,7 @@ def tinytalks_command(args, argv: list[str], started: float) -> int:
             print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
-    from . import tinytalks
+    from ..recipes import tinytalks
 
     try:
         if args.action == "proof":
@@ -401,7 +389,7 @@ def tinytalks_command(args, argv: list[str], started: float) -> int:
                 num_layers=args.num_layers, num_heads=args.num_heads,
                 batch_size=args.batch_size, epochs=args.epochs, max_steps=args.steps,
                 minutes=args.minutes or None, seed=args.seed, **overrides)
-        device = tinytalks.get_device(args.device)
+        device = get_device(args.device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -420,7 +408,7 @@ def tinytalks_command(args, argv: list[str], started: float) -> int:
 def _proof(args, config, device, log, output, command, started) -> int:
     import dataclasses
 
-    from . import tinytalks
+    from ..recipes import tinytalks
 
     log(f"attention proof: {config.held_out} held-out sequences, pass at >= "
         f"{config.threshold:.0%} exact-sequence accuracy; budget "
@@ -456,7 +444,7 @@ def _proof(args, config, device, log, output, command, started) -> int:
 def _train_stage(args, config, device, log, output, command, started) -> int:
     from pathlib import Path
 
-    from . import tinytalks
+    from ..recipes import tinytalks
 
     # Watch the model learn the training answers of levels 1 and 2, the ones it should know
     # word for word (off the training clock).
@@ -474,7 +462,7 @@ def _train_stage(args, config, device, log, output, command, started) -> int:
     log(f"validation loss {result.val_loss:.3f} after {result.minutes:.2f} minutes of "
         f"training: {'below' if result.val_loss < target else 'NOT below'} the target {target}")
     summary = {"stage": config.framing, "command": command, **_run_info(device),
-               "attribution": tinytalks.TINYTALKS_ATTRIBUTION, **result.summary()}
+               "attribution": TINYTALKS_ATTRIBUTION, **result.summary()}
     summary["answers"] = {}
     for split in ("train", "val", "test"):
         report = tinytalks.evaluate_answers(model, result.samples(split), split)
@@ -514,7 +502,7 @@ def _train_stage(args, config, device, log, output, command, started) -> int:
                     f"  reference:                       {example['reference']}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else output / f"{config.framing}.pt"
     model.info.update(command=command, git_commit=summary["git_commit"],
-                      attribution=tinytalks.TINYTALKS_ATTRIBUTION)
+                      attribution=TINYTALKS_ATTRIBUTION)
     model.save(checkpoint)
     summary["checkpoint"] = {"path": str(checkpoint), "bytes": checkpoint.stat().st_size}
     summary["wall_seconds"] = time.perf_counter() - started
@@ -528,7 +516,7 @@ def _train_stage(args, config, device, log, output, command, started) -> int:
 def tinytalks_chat(args) -> int:
     from pathlib import Path
 
-    from . import tinytalks
+    from ..recipes import tinytalks
 
     if args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
         print("error: --temperature must be >= 0 and --top-k >= 1", file=sys.stderr)
@@ -542,7 +530,7 @@ def tinytalks_chat(args) -> int:
     val_loss = model.info.get("val_loss")
     print(f"TinyBot ({model.framing} model {path}"
           + (f", validation loss {val_loss:.3f}" if val_loss is not None else "") + ")")
-    print(f"trained on {tinytalks.TINYTALKS_ATTRIBUTION}")
+    print(f"trained on {TINYTALKS_ATTRIBUTION}")
     chat = tinytalks.Chat(model, args.temperature, args.top_k, args.seed)
 
     def turn(text: str) -> None:
@@ -571,7 +559,7 @@ def tinytalks_chat(args) -> int:
 
 def grade_command(args) -> int:
     try:
-        from . import grading
+        from .. import grading
     except ImportError as error:
         print(f"error: grading needs nbgrader ({error}); install it with: pip install nbgrader",
               file=sys.stderr)
@@ -597,7 +585,7 @@ def grade_command(args) -> int:
 
 
 def download(names: list[str]) -> int:
-    from .datasets import MULTI30K_SPLITS, DatasetError, load_multi30k, load_tinytalks
+    from ..utils.dataset import MULTI30K_SPLITS, DatasetError, load_multi30k, load_tinytalks
 
     try:
         if "multi30k" in names:
@@ -615,15 +603,15 @@ def download(names: list[str]) -> int:
 def serve_command(args, checkpoint) -> int:
     import torch
 
-    from .serving import model_thread, serve
-    from .translator import load_translator
+    from ..recipes.translator import load_translator
+    from ..serving.service import model_thread, serve
 
     def load():
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         model = load_translator(checkpoint, args.device)
         if args.quantize:
-            from .deployment import quantize_translator
+            from ..serving.deployment import quantize_translator
 
             model = quantize_translator(model)
         return model

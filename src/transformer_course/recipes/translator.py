@@ -22,28 +22,29 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .batching import BucketBatchSampler, TranslationDataset, collate_translation
-from .datasets import load_multi30k
-from .device import get_device, set_seed
-from .generation import beam_search, greedy_decode
-from .metrics import evaluate_translations
-from .tokenizers import BPETokenizer
-from .torch_transformer import TorchTransformer
-from .training import (
+from ..evaluation.analysis import evaluate_translations
+from ..models.generation import beam_search, greedy_decode
+from ..models.torch_transformer import TorchTransformer
+from ..models.transformer import Transformer, TransformerConfig
+from ..training.checkpoint import (
     CheckpointError,
-    LabelSmoothingLoss,
-    Trainer,
+    average_checkpoint_files,
     describe_checkpoint,
     load_checkpoint_file,
     load_model_state,
-    make_scheduler,
     plain,
     save_atomic,
-    warmup_cosine_schedule,
 )
-from .transformer import Transformer, TransformerConfig
+from ..training.losses import LabelSmoothingLoss
+from ..training.scheduler import make_scheduler, warmup_cosine_schedule
+from ..training.trainer import Trainer
+from ..utils.batching import BucketBatchSampler, TranslationDataset, collate_translation
+from ..utils.dataset import load_multi30k
+from ..utils.device import get_device, set_seed
+from ..utils.tokenizer import BPETokenizer
 
 __all__ = [
+    "save_cross_attention",
     "TranslatorProfile",
     "PROFILES",
     "Translator",
@@ -90,6 +91,14 @@ class TranslatorProfile:
     train_pairs: int | None = None  # use only the first N training pairs (smoke tests)
     max_len: int = 100  # drop training pairs longer than this (in tokens)
     description: str = ""
+
+    def model_config(self, vocab_size: int | None = None, pad_id: int = 0) -> TransformerConfig:
+        """The model of this profile: one vocabulary shared by source, target and output
+        layer (``vocab_size`` defaults to the profile's), 256 positions."""
+        vocab_size = self.vocab_size if vocab_size is None else vocab_size
+        return TransformerConfig(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size,
+                                 share_embeddings=True, tie_output=True, pad_id=pad_id,
+                                 max_len=256, **self.model)
 
 
 PROFILES: dict[str, TranslatorProfile] = {
@@ -303,7 +312,7 @@ def load_translator(path: str | Path, device: str | torch.device | None = None) 
     file whose pickle would run code is refused without running it. A missing file is a
     ``FileNotFoundError``; anything else that is not a translator checkpoint (a text file, a
     truncated file, another kind of checkpoint, another configuration, a missing entry) is a
-    :class:`~transformer_course.training.CheckpointError` (a ``ValueError``) of one line
+    :class:`~transformer_course.training.checkpoint.CheckpointError` (a ``ValueError``) of one line
     naming the file and what was expected.
     """
     import tempfile
@@ -369,18 +378,6 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _average_states(paths: list[Path]) -> dict:
-    """Element-wise mean of several saved model states (checkpoint averaging)."""
-    states = [load_checkpoint_file(p, "model state") for p in paths]
-    averaged = {}
-    for key, value in states[0].items():
-        if value.is_floating_point():
-            averaged[key] = sum(s[key] for s in states) / len(states)
-        else:
-            averaged[key] = value
-    return averaged
-
-
 def train_translator(
     profile: TranslatorProfile | str,
     output_dir: str | Path,
@@ -437,11 +434,7 @@ def train_translator(
         sampler.set_epoch(epoch)
         return [collate_translation([train_data[i] for i in b]) for b in sampler]
 
-    config = TransformerConfig(
-        src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size,
-        share_embeddings=True, tie_output=True, pad_id=tokenizer.pad_id, max_len=256,
-        **profile.model,
-    )
+    config = profile.model_config(tokenizer.vocab_size, tokenizer.pad_id)
     model = ARCHITECTURES[architecture](config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=profile.peak_lr, betas=(0.9, 0.98),
                                   eps=1e-9, weight_decay=profile.weight_decay)
@@ -497,7 +490,7 @@ def train_translator(
     training_seconds = sum(h["epoch_seconds"] for h in history)
     last = sorted(output_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     last = last[-profile.average_last:]
-    model.load_state_dict(_average_states(last))
+    model.load_state_dict(average_checkpoint_files(last))
     translator.info = {
         "profile": profile.name, "architecture": architecture, "seed": seed,
         "epochs": len(history),
@@ -549,3 +542,22 @@ def evaluate_translator(
         log(f"{split} {name} (beam {beam}): BLEU {report.sacrebleu_bleu:.2f} "
             f"[{report.sacrebleu_bleu_signature}], chrF {report.sacrebleu_chrf:.2f}")
     return {"split": split, "sentences": len(pairs), **results}
+
+
+def save_cross_attention(translator: Translator, sentence: str, path: str | Path,
+                         beam: int = 4) -> None:
+    """A figure of the last layer's cross-attention (mean over heads) for ``sentence``, saved
+    to ``path``: rows are output tokens, columns German source tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..utils.visualization import plot_attention
+
+    maps = translator.cross_attention(sentence, beam_size=beam)
+    weights = maps["weights"][-1].mean(0)  # last layer, averaged over heads
+    ax = plot_attention(weights, maps["output_tokens"], maps["source_tokens"],
+                        title=f"cross-attention (last layer): {maps['translation']}")
+    ax.set_xlabel("German source token")
+    ax.set_ylabel("English output token")
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=120)

@@ -87,8 +87,9 @@ def load_balancing_loss(probs: Tensor, experts: Tensor) -> Tensor:
 
 
 class MoEFeedForward(nn.Module):
-    """A drop-in replacement for :class:`~transformer_course.feedforward.PositionwiseFeedForward`
-    with ``num_experts`` expert networks and top-``k`` routing.
+    """A drop-in replacement for
+    :class:`~transformer_course.models.feedforward.PositionwiseFeedForward` with
+    ``num_experts`` expert networks and top-``k`` routing.
 
     ``output[t] = sum over the k chosen experts e of gate[t, e] * expert_e(x[t])``.
 

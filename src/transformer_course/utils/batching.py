@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from .attention import make_causal_mask, make_padding_mask
+from ..models.attention import make_causal_mask, make_padding_mask
 
 __all__ = [
     "TranslationDataset",

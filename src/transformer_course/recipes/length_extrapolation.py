@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .relative_positions import POSITION_SCHEMES, PositionalLM
+from ..models.relative_positions import POSITION_SCHEMES, PositionalLM
 
 __all__ = [
     "periodic_sequences",

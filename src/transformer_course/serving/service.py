@@ -44,8 +44,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from .generation import beam_search, greedy_decode
-from .translator import Translator
+from ..models.generation import beam_search, greedy_decode
+from ..recipes.translator import Translator
 
 __all__ = ["BatchingTranslator", "TranslationRequest", "create_app", "model_thread",
            "BackgroundServer", "serve", "BodySizeLimit", "ServiceBusy", "DeadlineExceeded",
@@ -621,11 +621,3 @@ def serve(translator: Translator, host: str = "127.0.0.1", port: int = 8000,
     print(f"serving on http://{host}:{port} (POST /translate, GET /health, GET /stats)",
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-if __name__ == "__main__":  # python -m transformer_course.serving ... = translator serve ...
-    import sys
-
-    from .cli import main
-
-    sys.exit(main(["translator", "serve", *sys.argv[1:]]))

@@ -15,8 +15,8 @@ from importlib import metadata
 import torch
 import torch.nn.functional as F
 
-from .device import DEVICE_ENV, get_device, set_seed
-from .transformer import Transformer, TransformerConfig
+from ..models.transformer import Transformer, TransformerConfig
+from ..utils.device import DEVICE_ENV, get_device, set_seed
 
 REQUIRED = ["torch", "numpy", "matplotlib", "tqdm", "sacrebleu", "ipywidgets"]
 OPTIONAL = {

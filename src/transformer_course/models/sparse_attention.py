@@ -13,7 +13,7 @@ patterns keep a subset of the pairs, chosen by position alone:
   ``summary`` positions of every earlier block.
 
 Every mask follows the course's convention (True = may attend) and plugs into
-:func:`~transformer_course.attention.scaled_dot_product_attention`. A mask alone saves no
+:func:`~transformer_course.models.attention.scaled_dot_product_attention`. A mask alone saves no
 work (the masked scores are still computed); :func:`sliding_window_attention` shows how a
 local pattern is computed in ``O(n * window)`` memory by gathering only the allowed keys.
 """

@@ -151,7 +151,7 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout on the attention weights during training.
         bias: whether the four projections have biases.
         uniform: replace the softmax weights by uniform ones over the allowed keys (see
-            :func:`~transformer_course.attention.uniform_attention_weights`): the values are
+            :func:`~transformer_course.models.attention.uniform_attention_weights`): the values are
             still projected and mixed, but no query can select a key. An ablation, used by
             the TinyTalks capstone to show that a task needs attention; switch a whole model
             with :func:`use_uniform_attention`.

@@ -9,8 +9,8 @@ onnxruntime decoder (chapter 17).
   can be served without PyTorch.
 
 The key/value cache that preallocates its buffers is
-:class:`~transformer_course.multihead.PreallocatedKVCache`; the HTTP service is in
-:mod:`transformer_course.serving`.
+:class:`~transformer_course.models.multihead.PreallocatedKVCache`; the HTTP service is in
+:mod:`transformer_course.serving.service`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .transformer import Transformer
-from .translator import Translator
+from ..models.transformer import Transformer
+from ..recipes.translator import Translator
 
 __all__ = [
     "state_dict_bytes",
@@ -226,7 +226,7 @@ def export_onnx(model: Transformer, folder: str | Path, opset_version: int = 17
 class OnnxTranslator:
     """Greedy translation with the two exported graphs, run by onnxruntime.
 
-    The decoding loop is the one of :func:`~transformer_course.generation.greedy_decode`
+    The decoding loop is the one of :func:`~transformer_course.models.generation.greedy_decode`
     without a cache, in NumPy: encode once, then feed the growing prefix to the decoder graph
     and append the most probable token until every sentence has produced ``</s>``.
     ``translator`` provides the tokenizer and the configuration (its model is not used).

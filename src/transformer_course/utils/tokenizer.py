@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "merge_symbols",
     "PAD",
     "UNK",
     "BOS",
@@ -459,7 +460,7 @@ class BPETokenizer:
             best = min(pairwise(symbols), key=lambda pair: ranks.get(pair, no_merge))
             if best not in ranks:
                 break
-            symbols = _merge_pair(symbols, best, ranks[best][1])
+            symbols = merge_symbols(symbols, best, ranks[best][1])
         return tuple(symbols)
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
@@ -578,19 +579,20 @@ class BPETokenizer:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)})"
 
 
-def _merge_pair(symbols: list[int], pair: tuple[int, int], merged_id: int) -> list[int]:
-    """``symbols`` with every occurrence of ``pair``, scanned left to right, replaced."""
+def merge_symbols(symbols: list, pair: tuple, merged: object) -> list:
+    """``symbols`` with every occurrence of ``pair``, scanned left to right, replaced by
+    ``merged`` (one BPE merge applied to one word; chapter 5)."""
     left, right = pair
-    merged: list[int] = []
+    result: list = []
     i, n = 0, len(symbols)
     while i < n:
         if i + 1 < n and symbols[i] == left and symbols[i + 1] == right:
-            merged.append(merged_id)
+            result.append(merged)
             i += 2
         else:
-            merged.append(symbols[i])
+            result.append(symbols[i])
             i += 1
-    return merged
+    return result
 
 
 def _merge_pair_in_words(
@@ -610,7 +612,7 @@ def _merge_pair_in_words(
     changed: set[tuple[int, int]] = set()
     for index in words_with_pair.pop(pair):
         old = symbols[index]
-        new = _merge_pair(old, pair, merged_id)
+        new = merge_symbols(old, pair, merged_id)
         symbols[index] = new
         old_pairs = Counter(pairwise(old))
         new_pairs = Counter(pairwise(new))

@@ -269,7 +269,7 @@ class RotaryEmbedding(nn.Module):
 class RelativeSelfAttention(nn.Module):
     """Multi-head self-attention that accepts an additive bias and optional rotary embedding.
 
-    The projections are those of :class:`~transformer_course.multihead.MultiHeadAttention`;
+    The projections are those of :class:`~transformer_course.models.multihead.MultiHeadAttention`;
     the difference is where positions enter: ``bias`` (T5, ALiBi) is added to the scores of
     every head, and ``rotary`` rotates the queries and keys of every head.
     """

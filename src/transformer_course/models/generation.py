@@ -59,8 +59,9 @@ def greedy_decode(
         max_len: most tokens to generate (default: source length + 50, within the model's
             positions).
         preallocate: with the cache, write keys and values into buffers allocated once for
-            ``max_len`` positions (:class:`~transformer_course.multihead.PreallocatedKVCache`)
-            instead of growing them step by step; the tokens are the same.
+            ``max_len`` positions
+            (:class:`~transformer_course.models.multihead.PreallocatedKVCache`) instead of
+            growing them step by step; the tokens are the same.
     Returns:
         one list of ids per sentence, without <s> and </s>.
     """
