@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transformer_course.evaluation.bleu import BLEUResult, corpus_bleu
-from transformer_course.evaluation.chrf import CHRFResult, corpus_chrf
-from transformer_course.evaluation.corpus import _check_hypotheses, _reference_streams
-from transformer_course.evaluation.meteor import corpus_meteor
+from .bleu import BLEUResult, corpus_bleu
+from .chrf import CHRFResult, corpus_chrf
+from .corpus import _check_hypotheses, _reference_streams
+from .meteor import corpus_meteor
 
 __all__ = ["TranslationEvaluation", "evaluate_translations"]
 

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transformer_course.evaluation.corpus import _corpus, _sentence_references, tokenize_text
+from .corpus import _corpus, _sentence_references, tokenize_text
 
 __all__ = ["ngrams", "modified_precision", "closest_reference_length", "brevity_penalty",
            "BLEUStatistics", "BLEUResult", "bleu_statistics", "bleu_from_statistics",

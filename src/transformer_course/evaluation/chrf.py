@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transformer_course.evaluation.bleu import ngrams
-from transformer_course.evaluation.corpus import _corpus, _sentence_references
+from .bleu import ngrams
+from .corpus import _corpus, _sentence_references
 
 __all__ = ["character_ngrams", "CHRFStatistics", "CHRFResult", "chrf_statistics", "sentence_chrf",
            "corpus_chrf"]

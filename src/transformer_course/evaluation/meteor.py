@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from transformer_course.evaluation.corpus import _corpus, _sentence_references, tokenize_text
+from .corpus import _corpus, _sentence_references, tokenize_text
 
 __all__ = ["stem", "align_words", "count_chunks", "METEORResult", "sentence_meteor",
            "corpus_meteor"]

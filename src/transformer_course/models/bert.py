@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.tokenizer import PAD_ID
 from .attention import make_padding_mask
 from .embeddings import LearnedPositionalEmbedding, TokenEmbedding
 from .encoder import TransformerEncoder
@@ -173,7 +174,7 @@ class BertConfig:
     d_ff: int | None = None  # None: 4 * d_model
     dropout: float = 0.1
     activation: str = "gelu"
-    pad_id: int = 0
+    pad_id: int = PAD_ID
 
     def __post_init__(self) -> None:
         if self.d_ff is None:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils.tokenizer import BOS_ID, EOS_ID
 from .gpt import GPT
 from .transformer import Transformer
 
@@ -46,8 +47,8 @@ def _strip(tokens: list[int], eos_id: int) -> list[int]:
 def greedy_decode(
     model: Transformer,
     src: Tensor,
-    bos_id: int = 2,
-    eos_id: int = 3,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
     max_len: int | None = None,
     use_cache: bool = True,
     preallocate: bool = False,
@@ -95,8 +96,8 @@ def beam_search(
     model: Transformer,
     src: Tensor,
     beam_size: int = 4,
-    bos_id: int = 2,
-    eos_id: int = 3,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
     max_len: int | None = None,
     alpha: float = 0.6,
     use_cache: bool = True,

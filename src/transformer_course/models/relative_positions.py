@@ -11,10 +11,17 @@ function of the *offset* between a query and a key:
   dot product depends on the offset only.
 
 Query ``i`` and key ``j`` follow the course's decoding convention (``make_causal_mask`` with
-``key_len``): with ``q_len < k_len`` the queries are the *last* ``q_len`` positions.
+``key_len``): with ``q_len < k_len`` the queries are the *last* ``q_len`` positions, so the
+biases of a step of cached decoding are the last rows of the full ones.
 
-:class:`PositionalLM` is a small decoder-only language model that takes any of the schemes
-(and the absolute ones of chapter 4) by name, for the length-extrapolation experiment.
+The schemes plug into the one attention of the course,
+:class:`~transformer_course.models.multihead.MultiHeadAttention` (x-transformers style): a bias
+module is called once per forward pass with ``(q_len, k_len)`` and its ``(heads, q_len, k_len)``
+output goes to every layer's ``forward(..., bias=...)``; a :class:`RotaryEmbedding` is given to
+the self-attention's constructor (``rotary=``). :data:`POSITION_SCHEMES` names them together
+with chapter 4's absolute encodings, and :func:`token_positions` and :func:`attention_positions`
+build, from a name, what a model needs: ``GPTConfig(positional=...)`` and
+``TransformerConfig(positional=...)`` use them.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attention import make_causal_mask, scaled_dot_product_attention
-from .embeddings import LearnedPositionalEmbedding, TokenEmbedding, sinusoidal_encoding
-from .feedforward import PositionwiseFeedForward
-from .normalization import LayerNorm
+from .embeddings import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    _check_positions,
+    sinusoidal_encoding,
+)
 
 __all__ = [
     "relative_offsets",
@@ -38,9 +47,13 @@ __all__ = [
     "rotary_angles",
     "apply_rotary",
     "RotaryEmbedding",
-    "RelativeSelfAttention",
+    "ALiBiBias",
+    "ExtendableSinusoidalEncoding",
+    "NoPositionalEncoding",
     "POSITION_SCHEMES",
-    "PositionalLM",
+    "check_scheme",
+    "token_positions",
+    "attention_positions",
 ]
 
 POSITION_SCHEMES = ("none", "sinusoidal", "learned", "rope", "alibi", "t5")
@@ -262,139 +275,113 @@ class RotaryEmbedding(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Attention and a small language model that take a position scheme by name
+# Position schemes by name: what a model builds for each
 # --------------------------------------------------------------------------------------------
 
 
-class RelativeSelfAttention(nn.Module):
-    """Multi-head self-attention that accepts an additive bias and optional rotary embedding.
+class ALiBiBias(nn.Module):
+    """ALiBi with the interface of :class:`T5RelativePositionBias`: ``forward(q_len, k_len)``
+    returns the ``(heads, q_len, k_len)`` bias of :func:`alibi_bias`.
 
-    The projections are those of :class:`~transformer_course.models.multihead.MultiHeadAttention`;
-    the difference is where positions enter: ``bias`` (T5, ALiBi) is added to the scores of
-    every head, and ``rotary`` rotates the queries and keys of every head.
+    Nothing is learned. The slopes are a buffer so that the bias follows the model's device
+    and dtype; it is not persistent, so a checkpoint holds nothing for it.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, rotary: bool = False):
+    def __init__(self, num_heads: int):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
-        self.d_k = d_model // num_heads
-        self.dropout = dropout
-        self.W_QKV = nn.Linear(d_model, 3 * d_model)  # the three projections in one matrix
-        self.W_O = nn.Linear(d_model, d_model)
-        self.rotary = RotaryEmbedding(self.d_k) if rotary else None
-        self.attention_weights: Tensor | None = None
+        self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)  # (heads,)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
-        """``x``: ``(batch, seq_len, d_model)``; ``mask`` and ``bias`` broadcast to
-        ``(batch, heads, seq_len, seq_len)``. Returns ``(batch, seq_len, d_model)``."""
-        if x.dim() != 3:
-            raise ValueError(f"x must be (batch, seq_len, d_model), got {tuple(x.shape)}")
-        batch, seq_len, d_model = x.shape
-        qkv = self.W_QKV(x).view(batch, seq_len, 3, self.num_heads, self.d_k)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, seq_len, d_k)
-        if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)  # rotated by their positions, same shapes
-        dropout_p = self.dropout if self.training else 0.0
-        heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, bias=bias)
-        self.attention_weights = weights.detach()  # (batch, heads, seq_len, seq_len)
-        merged = heads.transpose(1, 2).reshape(batch, seq_len, d_model)
-        return self.W_O(merged)  # (batch, seq_len, d_model)
+    def forward(self, q_len: int, k_len: int | None = None) -> Tensor:
+        """Bias ``(heads, q_len, k_len)``; with ``q_len < k_len`` the queries are the last
+        positions (a step of cached decoding)."""
+        k_len = q_len if k_len is None else k_len
+        offsets = relative_offsets(q_len, k_len, self.slopes.device)  # (q_len, k_len)
+        distance = offsets.abs().to(self.slopes.dtype)  # (q_len, k_len)
+        return -self.slopes[:, None, None] * distance  # (heads, q_len, k_len)
 
 
-class _Block(nn.Module):
-    """A pre-norm decoder block: x + attention(norm(x)), then x + ffn(norm(x))."""
+class ExtendableSinusoidalEncoding(SinusoidalPositionalEncoding):
+    """Chapter 4's sinusoidal encoding without a maximum length.
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float, rotary: bool):
+    The formula is defined at every position, so instead of raising beyond ``max_len`` this
+    version recomputes a longer table (rows depend on their position only, so the rows it
+    had are unchanged). GPT uses it, for it to run on inputs longer than it was trained on.
+    """
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        end = start + (x.shape[1] if x.dim() == 3 else 0)
+        if end > self.max_len:
+            self.max_len = max(end, 2 * self.max_len)  # doubling: few regrowths while decoding
+            self.table = sinusoidal_encoding(self.max_len, self.d_model).to(self.table.device)
+        return super().forward(x, start)  # (batch, seq_len, d_model)
+
+
+class NoPositionalEncoding(nn.Module):
+    """Stands in for chapter 4's encodings when no position is added to the token vectors
+    (the position enters attention, or nowhere): only the embedding dropout is applied.
+
+    ``forward(x, start)`` has their signature, so a model calls every scheme the same way.
+    """
+
+    def __init__(self, d_model: int, dropout: float = 0.0):
         super().__init__()
-        self.norm1 = LayerNorm(d_model)
-        self.attention = RelativeSelfAttention(d_model, num_heads, dropout, rotary)
-        self.norm2 = LayerNorm(d_model)
-        self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout, activation="gelu")
+        self.d_model = d_model
+        self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, bias: Tensor | None) -> Tensor:
-        x = x + self.attention(self.norm1(x), mask, bias)  # (batch, seq_len, d_model)
-        return x + self.ffn(self.norm2(x))  # (batch, seq_len, d_model)
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        _check_positions(x, start, start + x.shape[1] if x.dim() == 3 else 0, self.d_model)
+        return self.dropout(x)  # (batch, seq_len, d_model)
 
 
-class PositionalLM(nn.Module):
-    """A small decoder-only language model whose position scheme is chosen by name.
+def check_scheme(scheme: str) -> None:
+    """Raise ``ValueError`` unless ``scheme`` is one of :data:`POSITION_SCHEMES`."""
+    if scheme not in POSITION_SCHEMES:
+        raise ValueError(f"positional must be one of {POSITION_SCHEMES}, got {scheme!r}")
+
+
+def token_positions(
+    scheme: str, d_model: int, max_len: int, dropout: float = 0.0, extendable: bool = False
+) -> nn.Module:
+    """The module that adds positions to the token vectors, then applies dropout.
+
+    ``"learned"``: a table of ``max_len`` rows (raises beyond them); ``"sinusoidal"``: the fixed
+    table, limited to ``max_len`` positions unless ``extendable``; every other scheme adds
+    nothing (:class:`NoPositionalEncoding`). All are called as ``module(x, start=...)``.
+    """
+    check_scheme(scheme)
+    if scheme == "learned":
+        return LearnedPositionalEmbedding(d_model, max_len, dropout)
+    if scheme == "sinusoidal":
+        kind = ExtendableSinusoidalEncoding if extendable else SinusoidalPositionalEncoding
+        return kind(d_model, max_len, dropout)
+    return NoPositionalEncoding(d_model, dropout)
+
+
+def attention_positions(
+    scheme: str,
+    num_heads: int,
+    head_dim: int,
+    bidirectional: bool,
+    t5_buckets: int = 32,
+    t5_max_distance: int = 128,
+) -> tuple[nn.Module | None, RotaryEmbedding | None]:
+    """What the self-attention of a model with ``scheme`` needs: ``(bias, rotary)``.
+
+    ``bias`` (``"t5"``, ``"alibi"``) is called once per forward pass as ``bias(q_len, k_len)``
+    and its ``(heads, q_len, k_len)`` output is shared by all layers (as T5 shares its table);
+    ``rotary`` (``"rope"``) is given to each self-attention's constructor. At most one of the
+    two is not None; both are None for the absolute schemes and ``"none"``.
 
     Args:
-        vocab_size: number of token ids.
-        scheme: one of :data:`POSITION_SCHEMES`:
-            ``"none"`` (no position information at all), ``"sinusoidal"`` and ``"learned"``
-            (chapter 4: a vector added to each token), ``"rope"`` (queries and keys rotated in
-            every layer), ``"alibi"`` (fixed per-head distance penalties) or ``"t5"`` (a learned
-            bias per head and distance bucket, shared by all layers, as in T5).
-        max_len: the longest sequence of the learned table (``"learned"`` only: the other
-            schemes accept any length).
-        t5_buckets, t5_max_distance: T5's bucketing (causal, so all buckets look back).
+        bidirectional: T5's buckets for keys on both sides (an encoder) or for the past only
+            (a causal decoder). ALiBi's ``-slope * |offset|`` serves both.
     """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        scheme: str,
-        d_model: int = 64,
-        num_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int | None = None,
-        max_len: int = 64,
-        dropout: float = 0.0,
-        t5_buckets: int = 16,
-        t5_max_distance: int = 32,
-    ):
-        super().__init__()
-        if scheme not in POSITION_SCHEMES:
-            raise ValueError(f"scheme must be one of {POSITION_SCHEMES}, got {scheme!r}")
-        self.scheme = scheme
-        self.num_heads = num_heads
-        self.max_len = max_len
-        self.token_embed = TokenEmbedding(vocab_size, d_model)
-        self.learned = LearnedPositionalEmbedding(d_model, max_len) if scheme == "learned" else None
-        self.t5_bias = (
-            T5RelativePositionBias(num_heads, t5_buckets, t5_max_distance, bidirectional=False)
-            if scheme == "t5" else None
-        )
-        d_ff = 4 * d_model if d_ff is None else d_ff
-        self.blocks = nn.ModuleList(
-            _Block(d_model, num_heads, d_ff, dropout, rotary=scheme == "rope")
-            for _ in range(num_layers)
-        )
-        self.final_norm = LayerNorm(d_model)
-        self.lm_head = nn.Linear(d_model, vocab_size)
-
-    def position_bias(self, seq_len: int, device: torch.device) -> Tensor | None:
-        """The additive bias ``(heads, seq_len, seq_len)`` of ALiBi or T5, else None."""
-        if self.scheme == "alibi":
-            return alibi_bias(self.num_heads, seq_len, device=device)
-        if self.scheme == "t5":
-            return self.t5_bias(seq_len)
-        return None
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """``tokens``: ``(batch, seq_len)`` -> next-token logits ``(batch, seq_len, vocab)``.
-
-        A ``"learned"`` model raises ``ValueError`` beyond ``max_len``: it has no vector for
-        those positions.
-        """
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, seq_len), got {tuple(tokens.shape)}")
-        seq_len = tokens.shape[1]
-        x = self.token_embed(tokens)  # (batch, seq_len, d_model)
-        if self.scheme == "sinusoidal":
-            # Computed for the length at hand: the formula has no maximum length.
-            x = x + sinusoidal_encoding(seq_len, x.shape[-1]).to(x.device)
-        elif self.learned is not None:
-            x = self.learned(x)  # raises beyond max_len
-        mask = make_causal_mask(seq_len, tokens.device)  # (seq_len, seq_len)
-        bias = self.position_bias(seq_len, tokens.device)  # (heads, seq_len, seq_len) or None
-        for block in self.blocks:
-            x = block(x, mask, bias)  # (batch, seq_len, d_model)
-        return self.lm_head(self.final_norm(x))  # (batch, seq_len, vocab_size)
-
-    def attention_weights(self) -> list[Tensor]:
-        """Per layer, the ``(batch, heads, seq_len, seq_len)`` weights of the last forward."""
-        return [block.attention.attention_weights for block in self.blocks]
+    check_scheme(scheme)
+    if scheme == "t5":
+        return T5RelativePositionBias(num_heads, t5_buckets, t5_max_distance, bidirectional), None
+    if scheme == "alibi":
+        return ALiBiBias(num_heads), None
+    if scheme == "rope":
+        return None, RotaryEmbedding(head_dim)
+    return None, None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from ..utils.tokenizer import PAD_ID
 from .attention import make_causal_mask, make_padding_mask
 from .decoder import LayerCache, TransformerDecoder
 from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
@@ -70,7 +71,7 @@ class TransformerConfig:
     positional: str = "sinusoidal"  # or "learned"
     share_embeddings: bool = False  # one table for source and target (needs a joint vocabulary)
     tie_output: bool = True  # the output projection reuses the target embedding matrix
-    pad_id: int = 0
+    pad_id: int = PAD_ID
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_course.models.vit import VisionTransformer, ViTConfig
-
+from ..models.vit import VisionTransformer, ViTConfig
 from ..utils.device import set_seed
 
 __all__ = ["DigitsData", "load_digits_data", "random_shift", "accuracy", "ViTTrainingConfig",

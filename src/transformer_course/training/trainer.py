@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
-from transformer_course.training.checkpoint import (
+from .checkpoint import (
     CheckpointError,
     _first_sentence,
     _rng_states,

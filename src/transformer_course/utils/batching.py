@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from ..models.attention import make_causal_mask, make_padding_mask
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
     "TranslationDataset",
@@ -80,7 +81,7 @@ class TranslationBatch:
     src: Tensor
     tgt_in: Tensor
     tgt_out: Tensor
-    pad_id: int = 0
+    pad_id: int = PAD_ID
 
     @property
     def num_target_tokens(self) -> int:
@@ -112,7 +113,8 @@ def _pad(sequences: list[list[int]], pad_id: int) -> Tensor:
 
 
 def collate_translation(
-    examples: list[tuple[list[int], list[int]]], pad_id: int = 0, bos_id: int = 2, eos_id: int = 3
+    examples: list[tuple[list[int], list[int]]], pad_id: int = PAD_ID, bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID
 ) -> TranslationBatch:
     """Pad a list of (source ids, target ids) to the longest of the batch (dynamic padding)."""
     if not examples:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .tokenizer import PAD_ID, SPECIAL_TOKENS
+
 __all__ = ["NUM_SPECIAL_TOKENS", "make_sequence_task"]
 
-# Ids 0-3 are <pad>, <unk>, <s>, </s> as in the tokenizers; symbols start at 4.
-NUM_SPECIAL_TOKENS = 4
+# The ids of <pad>, <unk>, <s>, </s> come first, as in the tokenizers; symbols start after.
+NUM_SPECIAL_TOKENS = len(SPECIAL_TOKENS)
 TASKS = ("copy", "reverse", "sort")
 
 
@@ -24,7 +26,7 @@ def make_sequence_task(
     vocab_size: int,
     seed: int,
     min_len: int | None = None,
-    pad_id: int = 0,
+    pad_id: int = PAD_ID,
 ) -> tuple[Tensor, Tensor]:
     """Random symbol sequences and their targets.
 

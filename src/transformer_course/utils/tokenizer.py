@@ -48,6 +48,10 @@ __all__ = [
     "BOS",
     "EOS",
     "SPECIAL_TOKENS",
+    "PAD_ID",
+    "UNK_ID",
+    "BOS_ID",
+    "EOS_ID",
     "WORD_PATTERN",
     "CharTokenizer",
     "BPETokenizer",
@@ -55,7 +59,9 @@ __all__ = [
 ]
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
-SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # their ids are their positions: 0, 1, 2, 3
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+# Their ids in every tokenizer of the course, and the defaults of every function that takes one.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
 
 # How BPE splits text into words before learning merges; merges never cross a word boundary.
 # Alternatives, tried in order at each position:
@@ -182,7 +188,7 @@ class CharTokenizer:
     :meth:`encode` to get a ``ValueError`` naming them instead.
     """
 
-    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
 
     def __init__(self, characters: Iterable[str]):
         characters = _check_characters(characters, "characters")
@@ -287,7 +293,7 @@ class BPETokenizer:
         cache_size: how many distinct words :meth:`encode` remembers the tokens of.
     """
 
-    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
     _first_byte_id = len(SPECIAL_TOKENS)
 
     def __init__(

@@ -11,13 +11,12 @@ import torch
 from torch import Tensor
 
 from ...utils.dataset import TINYTALKS_LEVELS, QAPair, load_tinytalks
-from ...utils.tokenizer import CharTokenizer
+from ...utils.tokenizer import BOS_ID, PAD_ID, CharTokenizer
 
 __all__ = ["FRAMINGS", "DIALOGUE_LINKS", "Sample", "format_qa", "qa_prompt", "format_exchange",
            "dialogue_prompt", "check_levels", "load_pairs", "make_samples", "build_tokenizer",
            "encode_sample", "TARGET_LOSS"]
 
-PAD, BOS, EOS = 0, 2, 3  # the ids of <pad>, <s>, </s> in CharTokenizer and synthetic tasks
 IGNORE = -100  # target id that F.cross_entropy skips: padding and context positions
 
 
@@ -170,7 +169,7 @@ def encode_sample(tokenizer: CharTokenizer, sample: Sample, context_length: int
             f"the exchange {sample.text!r} has {len(sample.text)} characters, more than the "
             f"context length {context_length}"
         )
-    ids = [BOS] + tokenizer.encode(sample.context + sample.text)
+    ids = [BOS_ID] + tokenizer.encode(sample.context + sample.text)
     first_scored = 1 + len(sample.context)  # index in ids of the first character of text
     inputs = ids[:-1]
     targets = [t if i + 1 >= first_scored else IGNORE for i, t in enumerate(ids[1:])]
@@ -183,7 +182,7 @@ def _collate(encoded: Sequence[tuple[list[int], list[int]]], device: torch.devic
     ``(batch, longest)``. Causal attention never lets a real position see the padding after
     it, so no padding mask is needed."""
     width = max(len(x) for x, _ in encoded)
-    x = torch.full((len(encoded), width), PAD, dtype=torch.long)
+    x = torch.full((len(encoded), width), PAD_ID, dtype=torch.long)
     y = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
     for row, (inputs, targets) in enumerate(encoded):
         x[row, : len(inputs)] = torch.tensor(inputs)

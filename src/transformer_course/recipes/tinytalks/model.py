@@ -9,8 +9,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from transformer_course.recipes.tinytalks.data import BOS, FRAMINGS, dialogue_prompt, qa_prompt
-
 from ...models.generation import generate
 from ...models.gpt import GPT, GPTConfig
 from ...training.checkpoint import (
@@ -22,7 +20,8 @@ from ...training.checkpoint import (
     save_atomic,
 )
 from ...utils.device import get_device
-from ...utils.tokenizer import CharTokenizer
+from ...utils.tokenizer import BOS_ID, CharTokenizer
+from .data import FRAMINGS, dialogue_prompt, qa_prompt
 
 __all__ = ["TinyTalksModel", "reply", "Chat", "load_tinytalks_model", "MAX_REPLY"]
 # Replies are cut after this many characters: the longest TinyTalks answer has 60, so a longer
@@ -72,7 +71,7 @@ class TinyTalksModel:
         return sorted({c for c in text if c not in known})
 
     def _prompt_ids(self, prompt: str) -> list[int]:
-        return [BOS] + self.tokenizer.encode(prompt)
+        return [BOS_ID] + self.tokenizer.encode(prompt)
 
     def _reply_text(self, ids: list[int]) -> str:
         newline = self.newline_id
@@ -139,7 +138,7 @@ class TinyTalksModel:
         self.model.eval()
         self.model(torch.tensor([ids], device=self.device))
         weights = torch.stack([w[0] for w in self.model.attention_weights()])
-        tokens = ["<s>" if i == BOS else _show(self.tokenizer.decode([i])) for i in ids]
+        tokens = ["<s>" if i == BOS_ID else _show(self.tokenizer.decode([i])) for i in ids]
         return {"text": text, "tokens": tokens, "weights": weights.float().cpu()}
 
     def save(self, path: str | Path, half: bool = True) -> Path:

@@ -14,14 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from transformer_course.recipes.tinytalks.data import BOS, EOS, PAD
-
 from ...models.generation import greedy_decode
 from ...models.multihead import use_uniform_attention
 from ...models.transformer import Transformer, TransformerConfig
 from ...training.scheduler import warmup_cosine_schedule
 from ...utils.device import get_device, set_seed
 from ...utils.synthetic import NUM_SPECIAL_TOKENS, make_sequence_task
+from ...utils.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = ["PROOF_TIME_BUDGET", "ProofConfig", "ProofResult", "run_proof", "proof_verdict",
            "proof_attention"]
@@ -144,8 +143,8 @@ def _teacher_forcing(target: Tensor) -> tuple[Tensor, Tensor]:
     """``(N, L)`` reversed sequences -> decoder input ``<s> y`` and expected output ``y </s>``,
     both ``(N, L + 1)`` (all sequences have the same length, so no padding is involved)."""
     n = target.shape[0]
-    tgt_in = torch.cat([torch.full((n, 1), BOS), target], dim=1)  # (N, L + 1)
-    tgt_out = torch.cat([target, torch.full((n, 1), EOS)], dim=1)  # (N, L + 1)
+    tgt_in = torch.cat([torch.full((n, 1), BOS_ID), target], dim=1)  # (N, L + 1)
+    tgt_out = torch.cat([target, torch.full((n, 1), EOS_ID)], dim=1)  # (N, L + 1)
     return tgt_in, tgt_out
 
 
@@ -197,7 +196,7 @@ def run_proof(
         src_vocab_size=config.vocab_size, tgt_vocab_size=config.vocab_size,
         d_model=config.d_model, num_heads=config.num_heads,
         num_encoder_layers=config.num_layers, num_decoder_layers=config.num_layers,
-        d_ff=config.d_ff, dropout=0.0, max_len=config.seq_len + 2, pad_id=PAD,
+        d_ff=config.d_ff, dropout=0.0, max_len=config.seq_len + 2, pad_id=PAD_ID,
     )
     model = Transformer(model_config).to(device)
     if config.uniform_attention:
@@ -242,7 +241,7 @@ def run_proof(
     train_seconds = time.perf_counter() - train_start
 
     eval_start = time.perf_counter()
-    outputs = greedy_decode(model, test_src, BOS, EOS, max_len=config.seq_len + 1)
+    outputs = greedy_decode(model, test_src, BOS_ID, EOS_ID, max_len=config.seq_len + 1)
     expected = test_tgt.tolist()
     correct = [out == tgt for out, tgt in zip(outputs, expected, strict=True)]
     symbols_right = sum(sum(a == b for a, b in zip(out, tgt, strict=False))

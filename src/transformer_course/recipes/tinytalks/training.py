@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from transformer_course.recipes.tinytalks.data import (
+from ...models.gpt import GPT, GPTConfig
+from ...training.losses import LabelSmoothingLoss
+from ...utils.batching import BucketBatchSampler
+from ...utils.dataset import TINYTALKS_ATTRIBUTION, TINYTALKS_LEVELS, QAPair
+from ...utils.device import get_device, set_seed
+from .data import (
     FRAMINGS,
     IGNORE,
     TARGET_LOSS,
@@ -28,13 +33,7 @@ from transformer_course.recipes.tinytalks.data import (
     load_pairs,
     make_samples,
 )
-from transformer_course.recipes.tinytalks.model import TinyTalksModel
-
-from ...models.gpt import GPT, GPTConfig
-from ...training.losses import LabelSmoothingLoss
-from ...utils.batching import BucketBatchSampler
-from ...utils.dataset import TINYTALKS_ATTRIBUTION, TINYTALKS_LEVELS, QAPair
-from ...utils.device import get_device, set_seed
+from .model import TinyTalksModel
 
 __all__ = ["TinyTalksConfig", "TrainingResult", "AnswerReport", "train_tinytalks",
            "evaluate_loss", "evaluate_answers", "context_check", "track_answers", "machine_info"]
