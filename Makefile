@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint unit exercises lock clean
+.PHONY: book test lint unit heavy exercises lock clean
 
 $(STAMP): requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ exercises: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# unit: the fast tests a contributor runs after every change; heavy: grading batches,
+# training runs and the TinyTalks proof (marked slow); test: everything, the book included.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not book"
+	$(BIN)/python -m pytest -m "not slow and not book" --durations=10
 
-test: lint unit
+heavy: $(STAMP)
+	$(BIN)/python -m pytest -m "slow and not book" --durations=10
+
+test: lint unit heavy
 	rm -rf _build
 	$(MAKE) book
 	$(BIN)/python -m pytest -m book

@@ -11,12 +11,14 @@ re-running all t positions through every layer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 from common import median_times, write_result
 
 from transformer_course.models.generation import greedy_decode
-from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.models.transformer import Transformer
+from transformer_course.recipes.translator import PROFILES
 
 
 def main() -> None:
@@ -24,14 +26,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
+                        help="the recipe profile whose model is measured (default: cpu)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    vocab = 8000
-    config = TransformerConfig(vocab, vocab, d_model=256, num_heads=8, num_encoder_layers=3,
-                               num_decoder_layers=3, d_ff=1024, dropout=0.1, max_len=300,
-                               share_embeddings=True)
+    # The translator that is decoded, with room for the longest output measured.
+    config = dataclasses.replace(PROFILES[args.profile].model_config(),
+                                 max_len=max(args.lengths) + 1)
+    vocab = config.src_vocab_size
     model = Transformer(config).eval()
     rows = []
     for batch_size in args.batch_sizes:

@@ -1,12 +1,12 @@
 """Train short, test long: accuracy of each position scheme on sequences longer than in training.
 
 Every scheme of ``transformer_course.models.relative_positions.POSITION_SCHEMES`` trains the
-same small decoder-only model (2 layers, d_model 64, 4 heads) on the "continue the repeating
-pattern" task of ``transformer_course.recipes.length_extrapolation`` with inputs of
-``--train-len`` positions, for
-several seeds (two runs at a time by default, one per core). Each model is then tested on fresh
-sequences of several lengths, up to four times the training length. Learned absolute positions
-have no vector beyond the training length: those entries are null, with the reason in
+same small decoder-only model, the course's ``GPT`` with ``GPTConfig(positional=scheme)`` (2
+layers, d_model 64, 4 heads), on the "continue the repeating pattern" task of
+``transformer_course.recipes.length_extrapolation`` with inputs of ``--train-len`` positions,
+for several seeds (two runs at a time by default, one per core). Each model is then tested on
+fresh sequences of several lengths, up to four times the training length. Learned absolute
+positions have no vector beyond the training length: those entries are null, with the reason in
 ``unsupported``.
 
     python benchmarks/length_extrapolation.py   # writes results/length_extrapolation.json
@@ -51,7 +51,7 @@ def run_one(job: tuple) -> dict:
         ],
     }
     if scheme == "t5":  # the learned (bucket, head) table, to draw the biases
-        run["t5_table"] = model.t5_bias.table.weight.detach().T.tolist()
+        run["t5_table"] = model.position_bias.table.weight.detach().T.tolist()
     shown = " ".join(f"{n}:{'  -  ' if a is None else f'{a:.3f}'}" for n, a in accuracy.items())
     print(f"{scheme:<10} seed {seed}: {history['seconds']:5.1f} s, final loss "
           f"{history['loss'][-1]:.3f} | accuracy by length {shown}", flush=True)

@@ -17,7 +17,8 @@ import torch
 from common import median_times, write_result
 
 from transformer_course.models.torch_transformer import TorchTransformer
-from transformer_course.models.transformer import Transformer, TransformerConfig
+from transformer_course.models.transformer import Transformer
+from transformer_course.recipes.translator import PROFILES
 from transformer_course.training.losses import LabelSmoothingLoss
 
 
@@ -25,14 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
+                        help="the recipe profile whose model is measured (default: cpu)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    vocab = 8000
-    config = TransformerConfig(vocab, vocab, d_model=256, num_heads=8, num_encoder_layers=3,
-                               num_decoder_layers=3, d_ff=1024, dropout=0.1, max_len=128,
-                               share_embeddings=True)
+    config = PROFILES[args.profile].model_config()  # the translator that is trained
+    vocab = config.src_vocab_size
     ours = Transformer(config)
     theirs = TorchTransformer(config)
     src_len, tgt_len = 18, 19

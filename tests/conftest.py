@@ -8,6 +8,10 @@ from transformer_course.utils.dataset import DatasetError
 from transformer_course.utils.device import set_seed
 
 ROOT = Path(__file__).resolve().parents[1]
+# One thread unless asked otherwise: two threads made the heavy tests 9x slower on a busy
+# machine. Subprocesses (grading kernels, the CLI) inherit the setting through OMP_NUM_THREADS.
+THREADS = int(os.environ.get("TRANSFORMER_COURSE_TEST_THREADS", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn, never shown
 # CI sets TRANSFORMER_COURSE_DATA; a developer checkout with ../shared beside it works the same.
 if not os.environ.get("TRANSFORMER_COURSE_DATA") and (ROOT.parent / "shared" / "data").is_dir():
@@ -29,7 +33,7 @@ def tol():
 
 
 def pytest_configure(config):
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(autouse=True, scope="session")

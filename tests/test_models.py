@@ -89,6 +89,7 @@ def overfit(model, step_fn, steps=150):
     return loss.item()
 
 
+@pytest.mark.slow
 def test_transformer_overfits_a_tiny_batch():
     model = Transformer(small_config())
     src = torch.randint(1, 23, (4, 7))
@@ -102,6 +103,7 @@ def test_transformer_overfits_a_tiny_batch():
     assert overfit(model, step) < 0.05
 
 
+@pytest.mark.slow
 def test_gpt_overfits_a_tiny_batch():
     model = GPT(GPTConfig(vocab_size=13, context_length=16, d_model=32, dropout=0.0))
     x = torch.randint(0, 13, (4, 13))
@@ -150,7 +152,7 @@ def test_gpt_context_overflow_is_an_error():
         (dict(d_model=30, num_heads=4), "divisible"),
         (dict(share_embeddings=True), "joint vocabulary"),
         (dict(dropout=1.0), "dropout"),
-        (dict(positional="rope"), "positional"),
+        (dict(positional="xpos"), "positional"),
         (dict(activation="swish"), "activation"),
         (dict(d_model=0), "d_model"),
     ],

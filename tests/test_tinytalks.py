@@ -137,6 +137,7 @@ def proofs():
     return run_proof(config, device="cpu"), run_proof(ablation, device="cpu")
 
 
+@pytest.mark.slow
 def test_reversal_is_learned_with_attention_and_not_with_uniform_weights(proofs):
     learned, uniform = proofs
     assert learned.passed and learned.accuracy >= 0.99
@@ -150,6 +151,7 @@ def test_reversal_is_learned_with_attention_and_not_with_uniform_weights(proofs)
     json.dumps(learned.summary())  # JSON-ready, no tensors
 
 
+@pytest.mark.slow
 def test_proof_verdict_is_the_threshold_on_held_out_accuracy(proofs):
     assert proof_verdict(0.99, 0.99) and proof_verdict(1.0)
     assert not proof_verdict(0.989, 0.99) and not proof_verdict(0.0)
@@ -366,6 +368,7 @@ def test_dialogue_chat_keeps_the_previous_exchange(tiny_run, monkeypatch):
     assert seen == [None, ("I have a dog.", "I HAVE A DOG.")]
 
 
+@pytest.mark.slow
 def test_stage_command_writes_its_log_summary_and_checkpoint(pairs, tmp_path, capsys):
     args = ["tinytalks", "dialogue", "--steps", "4", "--minutes", "0", "--embed-dim", "16",
             "--num-layers", "1", "--num-heads", "2", "--batch-size", "64", "--eval-every", "2",
@@ -391,6 +394,7 @@ def test_stage_command_writes_its_log_summary_and_checkpoint(pairs, tmp_path, ca
     assert "divisible" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_proof_command_prints_the_verdict_and_the_ablation(tmp_path, capsys):
     code = main(["tinytalks", "proof", "--seq-len", "3", "--num-symbols", "4", "--embed-dim",
                  "16", "--batch-size", "256", "--output", str(tmp_path)])

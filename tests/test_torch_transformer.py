@@ -62,3 +62,11 @@ def test_decoders_run_without_a_cache_and_match_ours():
         ours, src, 3, 2, 3, 10)
     with pytest.raises(ValueError, match="no key/value cache"):
         greedy_decode(theirs, src, 2, 3, 10)
+
+
+@pytest.mark.parametrize("scheme", ["rope", "alibi", "t5"])
+def test_nn_transformer_variant_refuses_positions_inside_attention(scheme):
+    config = TransformerConfig(20, 20, d_model=16, num_heads=2, num_encoder_layers=1,
+                               num_decoder_layers=1, d_ff=32, positional=scheme)
+    with pytest.raises(ValueError, match="cannot use positional"):
+        TorchTransformer(config)

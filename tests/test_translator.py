@@ -46,6 +46,7 @@ def test_saved_translator_loads_and_translates(smoke_run):
     assert rows == len(maps["output_tokens"]) and cols == len(maps["source_tokens"])
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run(tmp_path):
     load_or_skip(load_multi30k, "val")
     profile = dataclasses.replace(PROFILES["smoke"], train_pairs=500, val_bleu_sentences=16)
@@ -125,6 +126,7 @@ def test_cli_evaluation_keeps_the_splits_it_could_score(smoke_run, tmp_path, cap
     assert "error: test_2017_flickr" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_recipe_trains_the_nn_transformer_variant(tmp_path):
     load_or_skip(load_multi30k, "val")
     profile = dataclasses.replace(PROFILES["smoke"], train_pairs=300, val_bleu_sentences=8,

@@ -19,6 +19,7 @@ from transformer_course.recipes.vit_digits import (
     random_shift,
     train_vit,
 )
+from transformer_course.training.scheduler import warmup_cosine_schedule
 
 
 def test_patchify_by_hand_and_roundtrip():
@@ -129,5 +130,10 @@ def test_a_short_training_run_learns():
         torch.set_num_threads(threads)
     assert result.test_accuracy > 0.5
     assert len(result.history) == 3 and result.steps == 3 * 23
+    # history's lr is the rate of each epoch's last update: warm-up over epoch 1, then a cosine
+    # that reaches 0 after the last update.
+    assert [h["lr"] for h in result.history] == pytest.approx(
+        [3e-3 * warmup_cosine_schedule(23, 69)(s) for s in (22, 45, 68)])
+    assert result.history[0]["lr"] == pytest.approx(3e-3)
     assert result.test_accuracy == accuracy(result.model, result.data.test_images,
                                             result.data.test_labels)

@@ -24,6 +24,7 @@ __all__ = [
     "uniform_attention_weights",
     "make_padding_mask",
     "make_causal_mask",
+    "make_target_mask",
     "to_pytorch_mask",
     "from_pytorch_mask",
     "to_additive_mask",
@@ -148,8 +149,10 @@ def scaled_dot_product_attention(
         scores = scores + bias.masked_fill_(~mask, torch.finfo(scores.dtype).min)
         fully_masked = ~mask.any(dim=-1, keepdim=True)  # rows with nothing to attend to
     weights = F.softmax(scores, dim=-1)  # (..., q_len, k_len), rows sum to 1
-    if fully_masked is not None and fully_masked.any():
-        weights = weights.masked_fill(fully_masked, 0.0)  # instead of a uniform row
+    if fully_masked is not None:
+        # Zeros instead of a uniform row. Applied to every row rather than only when some row
+        # is fully masked: asking "is any?" would make a GPU wait for the answer at each layer.
+        weights = weights.masked_fill(fully_masked, 0.0)
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     output = torch.matmul(attended, value)  # (..., q_len, d_v)
     return output, weights
@@ -197,6 +200,19 @@ def make_padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     if tokens.dim() != 2:
         raise ValueError(f"tokens must have shape (batch, seq_len), got {tuple(tokens.shape)}")
     return (tokens != pad_id)[:, None, None, :]
+
+
+def make_target_mask(tokens: Tensor, pad_id: int) -> Tensor:
+    """The decoder's self-attention mask under teacher forcing: causal and not padding.
+
+    Args:
+        tokens: ``(batch, tgt_len)`` target token ids.
+    Returns:
+        ``(batch, 1, tgt_len, tgt_len)`` boolean: query ``i`` may attend to key ``j`` when
+        ``j <= i`` and token ``j`` is not padding.
+    """
+    causal = make_causal_mask(tokens.shape[-1], tokens.device)  # (tgt_len, tgt_len)
+    return make_padding_mask(tokens, pad_id) & causal  # (batch, 1, tgt_len, tgt_len)
 
 
 def make_causal_mask(

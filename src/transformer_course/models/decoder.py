@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .feedforward import PositionwiseFeedForward
 from .multihead import KVCache, MultiHeadAttention, PreallocatedKVCache
 from .normalization import LayerNorm, ResidualConnection
+from .relative_positions import RotaryEmbedding
 
 __all__ = ["DecoderLayer", "TransformerDecoder", "LayerCache"]
 
@@ -22,7 +23,9 @@ class DecoderLayer(nn.Module):
     """Masked self-attention, then cross-attention to the encoder output, then an FFN.
 
     The argument names follow ``nn.TransformerDecoderLayer``; ``cross_attention=False`` drops
-    the middle sublayer, which gives a GPT block.
+    the middle sublayer, which gives a GPT block. ``rotary`` plugs rotary position embeddings
+    into the self-attention (chapter 15); the cross-attention gets none, since its queries and
+    keys are positions of two different sequences.
     """
 
     def __init__(
@@ -35,9 +38,10 @@ class DecoderLayer(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         cross_attention: bool = True,
+        rotary: RotaryEmbedding | None = None,
     ):
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout, rotary=rotary)
         self.self_attn_residual = ResidualConnection(d_model, dropout, norm_first, layer_norm_eps)
         if cross_attention:
             self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout)
@@ -56,6 +60,7 @@ class DecoderLayer(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: LayerCache | None = None,
+        self_bias: Tensor | None = None,
     ) -> Tensor:
         """
         Args:
@@ -66,10 +71,12 @@ class DecoderLayer(nn.Module):
             memory_mask: broadcastable to ``(batch, heads, tgt_len, src_len)``, usually the
                 source padding mask ``(batch, 1, 1, src_len)``.
             cache: this layer's caches when decoding incrementally.
+            self_bias: a relative position bias for the self-attention scores, broadcastable
+                to ``(batch, heads, tgt_len, cached_len + tgt_len)``; cross-attention has none.
         """
         self_cache, cross_cache = cache if cache is not None else (None, None)
         x = self.self_attn_residual(
-            x, lambda h: self.self_attn(h, h, h, self_mask, cache=self_cache)[0]
+            x, lambda h: self.self_attn(h, h, h, self_mask, cache=self_cache, bias=self_bias)[0]
         )
         if self.cross_attn is not None:
             if memory is None:
@@ -81,7 +88,11 @@ class DecoderLayer(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    """A stack of decoder layers (plus a final LayerNorm when pre-norm)."""
+    """A stack of decoder layers (plus a final LayerNorm when pre-norm).
+
+    ``rotary`` goes to every layer's self-attention; a ``self_bias`` given to :meth:`forward`
+    is shared by every layer's self-attention, as T5 shares its bias.
+    """
 
     def __init__(
         self,
@@ -94,13 +105,14 @@ class TransformerDecoder(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         cross_attention: bool = True,
+        rotary: RotaryEmbedding | None = None,
     ):
         super().__init__()
         self.cross_attention = cross_attention
         self.layers = nn.ModuleList(
             DecoderLayer(
                 d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps,
-                cross_attention,
+                cross_attention, rotary,
             )
             for _ in range(num_layers)
         )
@@ -125,12 +137,13 @@ class TransformerDecoder(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: list[LayerCache] | None = None,
+        self_bias: Tensor | None = None,
     ) -> Tensor:
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers, the decoder {len(self.layers)}")
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
-            x = layer(x, memory, self_mask, memory_mask, layer_cache)  # (batch, tgt, d_model)
+            x = layer(x, memory, self_mask, memory_mask, layer_cache, self_bias)  # (batch, tgt, d)
         return self.final_norm(x)
 
     def attention_weights(self) -> dict[str, list[Tensor]]:

@@ -117,7 +117,9 @@ class TokenEmbedding(nn.Module):
         """``tokens``: ``(batch, seq_len)`` integer ids -> ``(batch, seq_len, d_model)``."""
         if tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"token ids must be an integer tensor, got dtype {tokens.dtype}")
-        if tokens.numel():
+        # Checked where the ids live on the CPU; on an accelerator, reading the range back
+        # would stall every step, and nn.Embedding's own device-side check still fires.
+        if tokens.numel() and tokens.device.type == "cpu":
             low, high = (int(v) for v in torch.aminmax(tokens))
             if low < 0 or high >= self.vocab_size:
                 raise ValueError(

@@ -3,6 +3,10 @@
 Each head attends in its own ``d_k = d_model / num_heads`` dimensional subspace. The heads are
 not separate modules: one ``d_model x d_model`` projection computes all of them at once, and a
 reshape splits its output into heads.
+
+It is the one attention of the course: the relative position schemes of chapter 15 plug into
+it rather than into a parallel implementation. An additive bias (T5, ALiBi) is an argument of
+``forward``; rotary embeddings (RoPE) are a constructor argument of a self-attention.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import scaled_dot_product_attention, uniform_attention_weights
+from .relative_positions import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention", "KVCache", "PreallocatedKVCache", "use_uniform_attention"]
 
@@ -154,7 +159,13 @@ class MultiHeadAttention(nn.Module):
             :func:`~transformer_course.models.attention.uniform_attention_weights`): the values are
             still projected and mixed, but no query can select a key. An ablation, used by
             the TinyTalks capstone to show that a task needs attention; switch a whole model
-            with :func:`use_uniform_attention`.
+            with :func:`use_uniform_attention`. It ignores ``rotary`` and ``bias``, which only
+            change scores it never computes.
+        rotary: a :class:`~transformer_course.models.relative_positions.RotaryEmbedding` of
+            width ``d_k`` (chapter 15): queries and keys are rotated by their positions before
+            the scores, so that these depend on the offset between positions. Self-attention
+            only: queries and keys must be positions of one sequence. It has no parameters,
+            so the state dict is the same with or without it.
 
     After each call, ``attention_weights`` holds the weights just computed (detached),
     ``(batch, heads, q_len, k_len)``, so a trained model's maps can be read layer by layer.
@@ -167,6 +178,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         uniform: bool = False,
+        rotary: RotaryEmbedding | None = None,
     ):
         super().__init__()
         if num_heads < 1 or d_model % num_heads != 0:
@@ -183,6 +195,12 @@ class MultiHeadAttention(nn.Module):
         self.W_K = nn.Linear(d_model, d_model, bias=bias)
         self.W_V = nn.Linear(d_model, d_model, bias=bias)
         self.W_O = nn.Linear(d_model, d_model, bias=bias)
+        if rotary is not None and rotary.head_dim != self.d_k:
+            raise ValueError(
+                f"rotary rotates vectors of width {rotary.head_dim}, but each head has "
+                f"d_k = {self.d_k}"
+            )
+        self.rotary = rotary  # None: positions come from elsewhere (token vectors or a bias)
         self.attention_weights: Tensor | None = None
 
     def split_heads(self, x: Tensor) -> Tensor:
@@ -222,6 +240,7 @@ class MultiHeadAttention(nn.Module):
         value: Tensor | None = None,
         mask: Tensor | None = None,
         cache: KVCache | None = None,
+        bias: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Attend from ``query`` to ``key``/``value`` (self-attention when they are omitted).
 
@@ -232,6 +251,13 @@ class MultiHeadAttention(nn.Module):
             cache: during incremental decoding, the keys/values of earlier positions
                 (self-attention) or of the encoder output (cross-attention, ``static``).
                 A filled static cache is used as is and ``key``/``value`` are ignored.
+            bias: floating, broadcastable to ``(batch, heads, q_len, k_len)``, added to the
+                scaled scores before the softmax: a relative position bias of chapter 15,
+                usually ``(heads, q_len, k_len)``. ``k_len`` counts the cached keys too.
+
+        With ``rotary``, the new queries and keys sit at positions ``len(cache) ..``: cached
+        keys were stored already rotated, so a step of cached decoding rotates only the new
+        position, by its absolute position, and gives the outputs of a full forward pass.
 
         Returns:
             ``output`` ``(batch, q_len, d_model)`` and ``weights``
@@ -240,6 +266,9 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         self._check_inputs(query, key, value)
+        if self.rotary is not None and (key is not query or (cache is not None and cache.static)):
+            # Rotating by position only makes sense when query i and key i are one position.
+            raise ValueError("rotary embeddings apply to self-attention only (key is query)")
 
         q = self.split_heads(self.W_Q(query))  # (batch, heads, q_len, d_k)
         if cache is not None and cache.static and cache.is_filled:
@@ -247,6 +276,12 @@ class MultiHeadAttention(nn.Module):
         else:
             k = self.split_heads(self.W_K(key))  # (batch, heads, k_len, d_k)
             v = self.split_heads(self.W_V(value))  # (batch, heads, k_len, d_k)
+            if self.rotary is not None:
+                # The new positions follow the cached ones; values are not rotated (what a head
+                # reads carries no position, only where it looks does).
+                start = 0 if cache is None else len(cache)
+                q = self.rotary(q, start)  # (batch, heads, q_len, d_k)
+                k = self.rotary(k, start)  # (batch, heads, k_len, d_k)
             if cache is not None:
                 k, v = cache.update(k, v)  # (batch, heads, cached_len + k_len, d_k)
 
@@ -257,7 +292,7 @@ class MultiHeadAttention(nn.Module):
                                                 q.device)  # (batch, heads, q_len, k_len)
             heads = torch.matmul(weights, v)  # (batch, heads, q_len, d_k)
         else:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, bias=bias)
         # heads: (batch, heads, q_len, d_k); weights: (batch, heads, q_len, k_len)
         self.attention_weights = weights.detach()
         output = self.W_O(self.merge_heads(heads))  # (batch, q_len, d_model)

@@ -34,7 +34,6 @@ from torch import Tensor, nn
 from .embeddings import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
-    _check_positions,
     sinusoidal_encoding,
 )
 
@@ -330,7 +329,13 @@ class NoPositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        _check_positions(x, start, start + x.shape[1] if x.dim() == 3 else 0, self.d_model)
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"expected input of shape (batch, seq_len, d_model={self.d_model}), "
+                f"got {tuple(x.shape)}"
+            )
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         return self.dropout(x)  # (batch, seq_len, d_model)
 
 

@@ -26,6 +26,12 @@ class TorchTransformer(Transformer):
     supports_cache = False
 
     def __init__(self, config: TransformerConfig):
+        if config.positional not in ("sinusoidal", "learned", "none"):
+            # nn.Transformer's attention takes no position bias and no rotary embedding.
+            raise ValueError(
+                f"nn.Transformer's layers cannot use positional={config.positional!r}: "
+                "choose 'sinusoidal', 'learned' or 'none'"
+            )
         super().__init__(config)
         del self.encoder, self.decoder  # replaced by PyTorch's layers below
         c = config

@@ -3,6 +3,10 @@
 Source tokens -> embeddings + positions -> encoder -> memory; target tokens (shifted right,
 starting with <s>) -> embeddings + positions -> decoder (causal self-attention, cross-attention
 to the memory) -> a linear layer -> logits over the target vocabulary.
+
+``TransformerConfig.positional`` picks where positions enter: added to the embeddings
+(``"sinusoidal"``, the paper's and the translator's, or ``"learned"``), or inside the
+self-attentions, with chapter 15's relative schemes (``"rope"``, ``"alibi"``, ``"t5"``).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from torch import Tensor, nn
 from ..utils.tokenizer import PAD_ID
 from .attention import make_causal_mask, make_padding_mask
 from .decoder import LayerCache, TransformerDecoder
-from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
+from .embeddings import TokenEmbedding
 from .encoder import TransformerEncoder
 from .feedforward import ACTIVATIONS
+from .relative_positions import POSITION_SCHEMES, attention_positions, token_positions
 
 __all__ = [
     "TransformerConfig",
@@ -55,6 +60,13 @@ class TransformerConfig:
 
     The defaults are the base model of the original paper; the course's translator uses a
     smaller one (see ``translator.PROFILES``).
+
+    ``positional`` is one of ``relative_positions.POSITION_SCHEMES``. ``"sinusoidal"`` and
+    ``"learned"`` add a vector per position to the embeddings and limit inputs to ``max_len``
+    positions. ``"rope"``, ``"alibi"`` and ``"t5"`` put the position into every self-attention
+    (the encoder's bidirectional, the decoder's causal; cross-attention gets none) and ``"none"``
+    uses no position at all: those accept any length (``max_len`` then only bounds the
+    decoding loops of ``generation``). ``t5_buckets`` and ``t5_max_distance`` are T5's bucketing.
     """
 
     src_vocab_size: int
@@ -68,11 +80,13 @@ class TransformerConfig:
     activation: str = "relu"
     max_len: int = 256
     norm_first: bool = False  # False: post-norm (original paper); True: pre-norm
-    positional: str = "sinusoidal"  # or "learned"
+    positional: str = "sinusoidal"  # or "learned", "none", "rope", "alibi", "t5"
     share_embeddings: bool = False  # one table for source and target (needs a joint vocabulary)
     tie_output: bool = True  # the output projection reuses the target embedding matrix
     pad_id: int = PAD_ID
     layer_norm_eps: float = 1e-5
+    t5_buckets: int = 32  # per direction in the encoder: 16 before the query, 16 after
+    t5_max_distance: int = 128
 
     def __post_init__(self) -> None:
         check_positive(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "d_ff",
@@ -81,10 +95,12 @@ class TransformerConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         check_layer_settings(self)
-        if self.positional not in ("sinusoidal", "learned"):
+        if self.positional not in POSITION_SCHEMES:
             raise ValueError(
-                f"positional must be 'sinusoidal' or 'learned', got {self.positional!r}"
+                f"positional must be one of {POSITION_SCHEMES}, got {self.positional!r}"
             )
+        if self.positional == "rope" and (self.d_model // self.num_heads) % 2:
+            raise ValueError("rope rotates pairs of dimensions: d_model / num_heads must be even")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "share_embeddings needs one joint vocabulary, but src_vocab_size="
@@ -106,11 +122,10 @@ class TransformerConfig:
 
 
 def make_positional(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
-    if kind == "sinusoidal":
-        return SinusoidalPositionalEncoding(d_model, max_len, dropout)
-    if kind == "learned":
-        return LearnedPositionalEmbedding(d_model, max_len, dropout)
-    raise ValueError(f"unknown positional encoding {kind!r}")
+    """What is added to the token embeddings for the scheme ``kind``, then dropout: a table of
+    ``max_len`` positions (``"sinusoidal"``, ``"learned"``), or nothing for the schemes whose
+    positions enter attention (see ``relative_positions.token_positions``)."""
+    return token_positions(kind, d_model, max_len, dropout)
 
 
 def init_linear_layers(module: nn.Module) -> None:
@@ -135,13 +150,21 @@ class Transformer(nn.Module):
             self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
         self.src_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
         self.tgt_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
+        # Relative schemes: a bias module (T5, ALiBi) per stack, shared by its layers, or the
+        # rotary embedding of every self-attention (RoPE). The encoder sees keys on both
+        # sides of a query, the decoder only the past, so T5 gives each its own buckets.
+        d_k = c.d_model // c.num_heads
+        self.src_position_bias, src_rotary = attention_positions(
+            c.positional, c.num_heads, d_k, True, c.t5_buckets, c.t5_max_distance)
+        self.tgt_position_bias, tgt_rotary = attention_positions(
+            c.positional, c.num_heads, d_k, False, c.t5_buckets, c.t5_max_distance)
         self.encoder = TransformerEncoder(
             c.num_encoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
-            c.norm_first, c.layer_norm_eps,
+            c.norm_first, c.layer_norm_eps, src_rotary,
         )
         self.decoder = TransformerDecoder(
             c.num_decoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
-            c.norm_first, c.layer_norm_eps,
+            c.norm_first, c.layer_norm_eps, rotary=tgt_rotary,
         )
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
         init_linear_layers(self.encoder)
@@ -169,7 +192,10 @@ class Transformer(nn.Module):
         self._check_tokens(src, "src")
         src_mask = self.source_mask(src) if src_mask is None else src_mask
         x = self.src_pos(self.src_embed(src))  # (batch, src_len, d_model)
-        return self.encoder(x, src_mask)
+        src_len = src.shape[1]
+        bias = None if self.src_position_bias is None else self.src_position_bias(src_len, src_len)
+        # bias: (heads, src_len, src_len) or None, shared by the encoder layers
+        return self.encoder(x, src_mask, bias)  # (batch, src_len, d_model)
 
     def decode(
         self,
@@ -194,7 +220,11 @@ class Transformer(nn.Module):
             # to themselves: (n, start + n).
             tgt_mask = make_causal_mask(tgt.shape[1], tgt.device, key_len=start + tgt.shape[1])
         x = self.tgt_pos(self.tgt_embed(tgt), start=start)  # (batch, tgt_len, d_model)
-        x = self.decoder(x, memory, tgt_mask, src_mask, cache)  # (batch, tgt_len, d_model)
+        end = start + tgt.shape[1]
+        # The new queries are the last tgt_len of `end` positions, like the mask's rows.
+        bias = None if self.tgt_position_bias is None else self.tgt_position_bias(tgt.shape[1], end)
+        # bias: (heads, tgt_len, end) or None, shared by the decoder layers' self-attention
+        x = self.decoder(x, memory, tgt_mask, src_mask, cache, bias)  # (batch, tgt_len, d_model)
         return self.generator(x)  # (batch, tgt_len, tgt_vocab)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:

@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.relative_positions import POSITION_SCHEMES, PositionalLM
+from ..models.gpt import GPT, GPTConfig
+from ..models.relative_positions import POSITION_SCHEMES
+from ..training.optimizer import optimizer_step
+from ..training.scheduler import make_scheduler, warmup_constant_schedule
 
 __all__ = [
     "periodic_sequences",
@@ -89,13 +92,20 @@ class ExtrapolationConfig:
         return dataclasses.asdict(self)
 
 
-def build_model(scheme: str, config: ExtrapolationConfig) -> PositionalLM:
-    """A :class:`PositionalLM` for ``scheme``; T5's last bucket starts at the training length,
-    and a learned table has exactly ``train_len`` rows, as if trained at that context length."""
-    return PositionalLM(
-        config.vocab_size, scheme, config.d_model, config.num_heads, config.num_layers,
-        max_len=config.train_len, t5_buckets=16, t5_max_distance=config.train_len,
-    )
+def build_model(scheme: str, config: ExtrapolationConfig) -> GPT:
+    """The course's :class:`~transformer_course.models.gpt.GPT` with ``positional=scheme``.
+
+    A pre-norm decoder with GELU feed-forward layers and no dropout. The context length is the
+    training length: a learned table has exactly ``train_len`` rows, as if trained at that
+    context length, and T5's 16 causal buckets reach their last one at that distance. The
+    output layer has its own weights (no tying), so that the token table only serves inputs.
+    """
+    return GPT(GPTConfig(
+        vocab_size=config.vocab_size, context_length=config.train_len, d_model=config.d_model,
+        num_heads=config.num_heads, num_layers=config.num_layers, dropout=0.0,
+        activation="gelu", norm_first=True, tie_weights=False, positional=scheme,
+        t5_buckets=16, t5_max_distance=config.train_len,
+    ))
 
 
 def masked_accuracy(logits: Tensor, targets: Tensor, determined: Tensor) -> tuple[int, int]:
@@ -106,7 +116,7 @@ def masked_accuracy(logits: Tensor, targets: Tensor, determined: Tensor) -> tupl
 
 def train_scheme(
     scheme: str, config: ExtrapolationConfig, log_every: int = 0
-) -> tuple[PositionalLM, dict]:
+) -> tuple[GPT, dict]:
     """Train a model with ``scheme`` on inputs of ``config.train_len`` positions.
 
     The loss is the cross-entropy of the determined next tokens only: the first period is
@@ -118,9 +128,7 @@ def train_scheme(
     torch.manual_seed(config.seed)
     model = build_model(scheme, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / config.warmup)
-    )
+    schedule = make_scheduler(optimizer, warmup_constant_schedule(config.warmup))
     data = torch.Generator().manual_seed(config.seed + 1)
     history: dict = {"step": [], "loss": []}
     start = time.perf_counter()
@@ -133,11 +141,7 @@ def train_scheme(
         logits = model(tokens[:, :-1])  # (batch, train_len, vocab)
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
         loss = losses[determined].mean()  # only the predictable positions
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        optimizer_step(model, loss, optimizer, schedule, clip_norm=1.0)
         if log_every and (step % log_every == 0 or step == config.steps):
             history["step"].append(step)
             history["loss"].append(loss.item())
@@ -147,7 +151,7 @@ def train_scheme(
 
 @torch.no_grad()
 def evaluate_lengths(
-    model: PositionalLM,
+    model: GPT,
     lengths: list[int],
     config: ExtrapolationConfig,
     num_sequences: int = 256,
@@ -176,7 +180,7 @@ def evaluate_lengths(
 
 @torch.no_grad()
 def accuracy_by_position(
-    model: PositionalLM,
+    model: GPT,
     length: int,
     config: ExtrapolationConfig,
     num_sequences: int = 256,

@@ -36,6 +36,7 @@ from ..training.checkpoint import (
     save_atomic,
 )
 from ..training.losses import LabelSmoothingLoss
+from ..training.optimizer import make_optimizer
 from ..training.scheduler import make_scheduler, warmup_cosine_schedule
 from ..training.trainer import Trainer
 from ..utils.batching import BucketBatchSampler, TranslationDataset, collate_translation
@@ -82,7 +83,7 @@ class TranslatorProfile:
     peak_lr: float
     warmup_steps: int
     label_smoothing: float = 0.1
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's, on the weight matrices only (make_optimizer)
     grad_clip: float = 1.0
     average_last: int = 1  # average the weights of the last N epochs
     beam_size: int = 4
@@ -436,8 +437,9 @@ def train_translator(
 
     config = profile.model_config(tokenizer.vocab_size, tokenizer.pad_id)
     model = ARCHITECTURES[architecture](config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=profile.peak_lr, betas=(0.9, 0.98),
-                                  eps=1e-9, weight_decay=profile.weight_decay)
+    # The paper's Adam settings; weight decay (none in the profiles) on the matrices only.
+    optimizer = make_optimizer(model, profile.peak_lr, profile.weight_decay, betas=(0.9, 0.98),
+                               eps=1e-9)
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * epochs
     # The cosine reaches zero at the last step of the last epoch; a resumed run must use the

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.vit import VisionTransformer, ViTConfig
+from ..training.optimizer import make_optimizer, optimizer_step
+from ..training.scheduler import make_scheduler, warmup_cosine_schedule
 from ..utils.device import set_seed
 
 __all__ = ["DigitsData", "load_digits_data", "random_shift", "accuracy", "ViTTrainingConfig",
@@ -161,18 +163,15 @@ def train_vit(
     data = data or load_digits_data(seed=training.seed)
     set_seed(training.seed)
     model = VisionTransformer(config)
-    # Weight decay on the matrices only, not on biases, norms, [CLS] or positions.
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n
-             and "token" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n
-                                                            and "token" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": training.weight_decay},
-                                   {"params": other, "weight_decay": 0.0}],
-                                  lr=training.peak_lr)
+    # Weight decay on the matrices only, not on biases, norms, the patch projection, [CLS] or
+    # positions.
+    optimizer = make_optimizer(model, training.peak_lr, training.weight_decay)
     n_train = len(data.train_labels)
     steps_per_epoch = math.ceil(n_train / training.batch_size)
     total = training.epochs * steps_per_epoch
     warmup = min(training.warmup_epochs * steps_per_epoch, total // 2)
+    schedule = warmup_cosine_schedule(warmup, total)
+    scheduler = make_scheduler(optimizer, schedule)
     generator = torch.Generator().manual_seed(training.seed)
     history: list[dict] = []
     step, seconds = 0, 0.0
@@ -186,24 +185,17 @@ def train_vit(
             images = data.train_images[rows]  # (batch, 1, 8, 8)
             if training.max_shift:
                 images = random_shift(images, training.max_shift, generator)
-            if step < warmup:
-                multiplier = (step + 1) / warmup
-            else:
-                multiplier = 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
-            for group in optimizer.param_groups:
-                group["lr"] = training.peak_lr * multiplier
             logits = model(images)  # (batch, classes)
             loss = F.cross_entropy(logits, data.train_labels[rows],
                                    label_smoothing=training.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(model, loss, optimizer, scheduler)
             loss_sum += loss.item() * len(rows)
             step += 1
         seconds += time.perf_counter() - started
         test_acc = accuracy(model, data.test_images, data.test_labels)
+        # The rate of the epoch's last update (the scheduler has already set the next one's).
         history.append({"epoch": epoch, "seconds": seconds,
-                        "lr": optimizer.param_groups[0]["lr"],
+                        "lr": training.peak_lr * schedule(step - 1),
                         "train_loss": loss_sum / n_train, "test_accuracy": test_acc})
         log(f"epoch {epoch:3d}: loss {loss_sum / n_train:.4f}, test accuracy {test_acc:.1%}, "
             f"{seconds:.1f} s")

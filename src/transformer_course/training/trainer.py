@@ -32,6 +32,7 @@ from .checkpoint import (
     plain,
     save_atomic,
 )
+from .optimizer import optimizer_step
 
 __all__ = ["autocast_dtype", "autocast", "TrainState", "Trainer"]
 
@@ -80,7 +81,8 @@ class Trainer:
 
     Args:
         model: the module to train.
-        optimizer: e.g. ``torch.optim.Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9)``.
+        optimizer: e.g. ``torch.optim.Adam(model.parameters(), betas=(0.9, 0.98), eps=1e-9)``
+            or :func:`~transformer_course.training.optimizer.make_optimizer`.
         compute_loss: ``compute_loss(model, batch) -> (mean loss, number of target tokens)``;
             it moves the batch to the device itself.
         scheduler: stepped after every optimizer step (optional).
@@ -128,6 +130,8 @@ class Trainer:
     def train_step(self, batch: Any) -> tuple[float, int]:
         """Forward, backward, clip, step. Returns (loss, target tokens) of the batch."""
         self.model.train()
+        # Free the last step's gradients before the forward pass rather than after it: a lower
+        # peak of memory on a GPU (optimizer_step's own zero_grad is then a no-op).
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.mixed_precision):
             loss, tokens = self.compute_loss(self.model, batch)
@@ -136,20 +140,9 @@ class Trainer:
                 f"loss became {loss.item()} at step {self.state.step}; lower the learning rate "
                 "or check the data"
             )
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        # zero_grad, backward (scaled for float16), clip, optimizer step, schedule step.
+        optimizer_step(self.model, loss, self.optimizer, self.scheduler, self.grad_clip,
+                       self.scaler)
         self.state.step += 1
         return loss.item(), tokens
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from ..models.attention import make_causal_mask, make_padding_mask
+from ..models.attention import make_padding_mask, make_target_mask
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
@@ -95,8 +95,7 @@ class TranslationBatch:
     @property
     def tgt_mask(self) -> Tensor:
         """``(batch, 1, tgt_len, tgt_len)``: causal and not padding (the decoder's mask)."""
-        causal = make_causal_mask(self.tgt_in.shape[1], self.tgt_in.device)
-        return make_padding_mask(self.tgt_in, self.pad_id) & causal
+        return make_target_mask(self.tgt_in, self.pad_id)
 
     def to(self, device: torch.device | str) -> TranslationBatch:
         return TranslationBatch(

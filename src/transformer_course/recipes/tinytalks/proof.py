@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from ...models.generation import greedy_decode
 from ...models.multihead import use_uniform_attention
 from ...models.transformer import Transformer, TransformerConfig
-from ...training.scheduler import warmup_cosine_schedule
+from ...training.optimizer import optimizer_step
+from ...training.scheduler import make_scheduler, warmup_cosine_schedule
 from ...utils.device import get_device, set_seed
 from ...utils.synthetic import NUM_SPECIAL_TOKENS, make_sequence_task
 from ...utils.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -204,8 +205,7 @@ def run_proof(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.peak_lr, betas=(0.9, 0.98))
     steps = config.steps
     warmup = min(config.warmup_steps, steps // 4)
-    schedule = warmup_cosine_schedule(warmup, steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = make_scheduler(optimizer, warmup_cosine_schedule(warmup, steps))
     generator = torch.Generator().manual_seed(config.seed)  # the order of the batches
     history: dict = {"step": [], "loss": [], "eval_step": [], "accuracy": []}
     label = "uniform attention" if config.uniform_attention else "attention"
@@ -223,10 +223,7 @@ def run_proof(
             model.train()
             logits = model(train_src[rows], train_in[rows])  # (batch, seq_len + 1, vocab)
             loss = F.cross_entropy(logits.flatten(0, 1), train_out[rows].flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(model, loss, optimizer, scheduler)  # no clipping: chapter 8's recipe
             step += 1
             history["step"].append(step)
             history["loss"].append(loss.item())

@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from ...models.gpt import GPT, GPTConfig
 from ...training.losses import LabelSmoothingLoss
+from ...training.optimizer import make_optimizer, optimizer_step
+from ...training.scheduler import warmup_cosine
 from ...utils.batching import BucketBatchSampler
 from ...utils.dataset import TINYTALKS_ATTRIBUTION, TINYTALKS_LEVELS, QAPair
 from ...utils.device import get_device, set_seed
@@ -331,11 +333,7 @@ def train_tinytalks(
     train_samples = make_samples(pairs["train"], config.framing)  # measured like val_samples
 
     # Weight decay on the matrices only; biases, LayerNorm gains and embeddings keep theirs.
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": other, "weight_decay": 0.0}], lr=config.peak_lr, betas=(0.9, 0.98))
+    optimizer = make_optimizer(model, config.peak_lr, config.weight_decay, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(len(pairs["train"]) / config.batch_size)
     max_steps = min(s for s in (config.max_steps,
                                 config.epochs * steps_per_epoch if config.epochs else None,
@@ -404,22 +402,16 @@ def train_tinytalks(
         sampler.set_epoch(epoch)
         epoch += 1
         for indices in sampler:
-            # The schedule: linear warm-up over steps, then a cosine over the budget used.
-            fraction = progress_fraction()
-            if step < warmup:
-                multiplier = (step + 1) / warmup
-            else:
-                multiplier = 0.5 * (1 + math.cos(math.pi * fraction))
+            # The schedule: linear warm-up over steps, then a cosine over the share of the
+            # budget used, steps or minutes (so no LambdaLR: its clock counts steps only).
+            multiplier = warmup_cosine(step, warmup, progress_fraction())
             for group in optimizer.param_groups:
                 group["lr"] = config.peak_lr * multiplier
             x, y = _collate([encoded[i] for i in indices], device)
             model.train()
             logits = model(x)  # (batch, longest, vocab)
             loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            optimizer_step(model, loss, optimizer, clip_norm=config.grad_clip)
             step += 1
             running += loss.item()
             running_count += 1
