@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from ..utils.tokenizer import PAD_ID
-from .attention import make_causal_mask, make_padding_mask
+from .attention import make_causal_mask, make_padding_mask, make_target_mask
 from .decoder import LayerCache, TransformerDecoder
 from .embeddings import TokenEmbedding
 from .encoder import TransformerEncoder
@@ -184,8 +184,7 @@ class Transformer(nn.Module):
 
     def target_mask(self, tgt: Tensor) -> Tensor:
         """``(batch, 1, tgt_len, tgt_len)``: causal and not padding."""
-        causal = make_causal_mask(tgt.shape[1], tgt.device)  # (tgt_len, tgt_len)
-        return make_padding_mask(tgt, self.config.pad_id) & causal
+        return make_target_mask(tgt, self.config.pad_id)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """``src``: ``(batch, src_len)`` ids -> memory ``(batch, src_len, d_model)``."""
