@@ -123,3 +123,31 @@ def test_generation_stops_at_the_stop_token():
         model.lm_head.weight[4, 0] = 100.0  # always predicts token 4 from any input
     out = generate(model, torch.zeros(3, 2, dtype=torch.long) + 1, 20, temperature=0, stop_id=4)
     assert out.shape == (3, 3)
+
+
+def test_the_decoder_cache_counts_positions_and_reorders_every_layer():
+    model = random_model()
+    src = sources()
+    memory = model.encode(src)
+    cache = model.new_cache()
+    assert cache.length == 0 and len(cache.layers) == model.config.num_decoder_layers
+    tgt = torch.full((src.shape[0], 3), 2)  # (batch, 3) prefix
+    model.decode(tgt, memory, model.source_mask(src), cache)
+    assert cache.length == 3
+    model.decode(tgt[:, :1], memory, model.source_mask(src), cache)
+    assert cache.length == 4  # the next token is position 4
+    keys_before = [layer[0].key.clone() for layer in cache]
+    cross_before = [layer[1].key for layer in cache]
+    order = torch.arange(src.shape[0]).flip(0)
+    cache.reorder(order)
+    for (self_cache, cross_cache), keys, cross in zip(cache, keys_before, cross_before,
+                                                      strict=True):
+        assert torch.equal(self_cache.key, keys[order])  # every layer follows the new order
+        assert cross_cache.key is cross  # the encoder's keys are shared by all beams
+
+
+def test_a_cache_for_a_decoder_without_layers_is_refused():
+    config = TransformerConfig(9, 9, d_model=16, num_heads=2, num_encoder_layers=1,
+                               num_decoder_layers=0, d_ff=32)
+    with pytest.raises(ValueError, match="nothing to cache"):
+        Transformer(config).new_cache()

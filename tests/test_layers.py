@@ -4,15 +4,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer_course.models.attention import make_causal_mask, make_padding_mask, to_pytorch_mask
-from transformer_course.models.decoder import DecoderLayer
-from transformer_course.models.encoder import EncoderLayer
+from transformer_course.models.decoder import DecoderLayer, TransformerDecoder
+from transformer_course.models.encoder import EncoderLayer, TransformerEncoder
 from transformer_course.models.feedforward import PositionwiseFeedForward
 from transformer_course.models.interop import (
     copy_decoder_layer,
     copy_encoder_layer,
     copy_layer_norm,
 )
-from transformer_course.models.normalization import LayerNorm, ResidualConnection
+from transformer_course.models.multihead import MultiHeadAttention
+from transformer_course.models.normalization import (
+    LayerNorm,
+    ResidualConnection,
+    upgrade_state_dict,
+)
 
 
 def test_layer_norm_matches_pytorch(tol):
@@ -113,3 +118,115 @@ def test_decoder_layer_matches_pytorch(norm_first, tol):
 def test_decoder_layer_without_memory_is_an_error():
     with pytest.raises(ValueError, match="memory"):
         DecoderLayer(16, 2, 32)(torch.randn(1, 3, 16))
+
+
+def test_layers_name_their_norms_as_pytorch_does():
+    assert [n for n, _ in EncoderLayer(8, 2, 16).named_children()] == [
+        "self_attn", "ffn", "norm1", "norm2", "dropout"]
+    decoder = {n for n, _ in DecoderLayer(8, 2, 16).named_children()}
+    assert {"self_attn", "cross_attn", "ffn", "norm1", "norm2", "norm3", "dropout"} == decoder
+    gpt_block = DecoderLayer(8, 2, 16, cross_attention=False)
+    assert gpt_block.cross_attn is None and gpt_block.norm2 is None
+    assert {n.split(".")[0] for n in gpt_block.state_dict()} == {"self_attn", "ffn", "norm1",
+                                                                  "norm3"}
+
+
+def old_names(state_dict, renames):
+    """``state_dict`` as the layers built from ResidualConnection modules named it."""
+    new_to_old = {new: old for old, new in renames.items()}
+    out = {}
+    for key, value in state_dict.items():
+        for new, old in new_to_old.items():
+            if new in key:
+                key = key.replace(new, old)
+                break
+        out[key] = value
+    return out
+
+
+def randomize(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.5)
+
+
+def build_stack(kind, norm_first):
+    norm = LayerNorm(16) if norm_first else None
+    if kind == "encoder":
+        return TransformerEncoder([EncoderLayer(16, 2, 32, 0.0, norm_first=norm_first)
+                                   for _ in range(2)], norm)
+    return TransformerDecoder([DecoderLayer(16, 2, 32, 0.0, norm_first=norm_first,
+                                            cross_attention=kind == "decoder")
+                               for _ in range(2)], norm)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("kind", ["encoder", "decoder", "gpt"])
+def test_old_named_state_dicts_load_with_identical_outputs(kind, norm_first):
+    """Checkpoints of the layers that wrapped each sublayer in a ResidualConnection
+    (``attn_residual.norm.gamma``, ...) load into ``norm1``, ``norm2`` (, ``norm3``)."""
+    torch.manual_seed(0)
+    stack = build_stack(kind, norm_first)
+    randomize(stack)
+    renames = EncoderLayer.OLD_NAMES if kind == "encoder" else DecoderLayer.OLD_NAMES
+    state = old_names(stack.state_dict(), renames)
+    assert any("_residual.norm." in k for k in state)
+    assert not any(".norm1." in k for k in state)
+    fresh = build_stack(kind, norm_first)
+    # what load_model_state (Trainer, the recipes) checks before loading: the model's keys
+    assert upgrade_state_dict(fresh, state).keys() == fresh.state_dict().keys()
+    fresh.load_state_dict(state)  # strict
+    x, memory, causal = torch.randn(2, 5, 16), torch.randn(2, 6, 16), make_causal_mask(5)
+
+    @torch.no_grad()
+    def run(model):
+        if kind == "encoder":
+            return model.eval()(x)
+        return model.eval()(x, memory if kind == "decoder" else None, causal)
+
+    assert torch.equal(run(fresh), run(stack))
+
+
+class EncoderLayerFromScratch(nn.Module):
+    """Chapter 7's layer, built inline from the package's sublayers."""
+
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1, norm_first=False):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout)
+        self.norm1 = LayerNorm(d_model)
+        self.norm2 = LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.dropout(self.self_attn(h, h, h, mask)[0])
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.self_attn(x, x, x, mask)[0]))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_inline_layer_state_dict_loads_into_encoder_layer_without_renaming(norm_first, tol):
+    ours = EncoderLayerFromScratch(16, 2, 32, dropout=0.0, norm_first=norm_first)
+    randomize(ours)
+    package = EncoderLayer(16, 2, 32, dropout=0.0, norm_first=norm_first)
+    package.load_state_dict(ours.state_dict())  # strict: the same names
+    assert ours.state_dict().keys() == package.state_dict().keys()
+    x = torch.randn(2, 5, 16)
+    mask = make_padding_mask(torch.tensor([[1] * 5, [1] * 3 + [0] * 2]), 0)
+    torch.testing.assert_close(package.eval()(x, mask), ours.eval()(x, mask), **tol)
+
+
+def test_stacks_take_their_layers():
+    layers = [EncoderLayer(8, 2, 16) for _ in range(3)]
+    stack = TransformerEncoder(layers, LayerNorm(8))
+    assert list(stack.layers) == layers and isinstance(stack.final_norm, LayerNorm)
+    assert isinstance(TransformerEncoder(nn.ModuleList(layers)).final_norm, nn.Identity)
+    stack(torch.randn(1, 4, 8))
+    assert [tuple(w.shape) for w in stack.attention_weights()] == [(1, 2, 4, 4)] * 3
+    with pytest.raises(ValueError, match="cross-attention"):
+        TransformerDecoder([DecoderLayer(8, 2, 16), DecoderLayer(8, 2, 16, cross_attention=False)])
+    assert not TransformerDecoder([DecoderLayer(8, 2, 16, cross_attention=False)]).cross_attention

@@ -90,7 +90,7 @@ def test_vit_embeddings_cls_and_positions_are_not_decayed():
     model = VisionTransformer(ViTConfig(d_model=16, num_heads=2, num_layers=1))
     no_decay = names_of(model, parameter_groups(model, 0.05)[1])
     assert {"cls_token", "pos_embed", "patch_embed.proj.weight",
-            "encoder.layers.0.attn_residual.norm.gamma", "head.bias"} <= no_decay
+            "encoder.layers.0.norm1.gamma", "head.bias"} <= no_decay
     assert "encoder.layers.0.self_attn.W_Q.weight" not in no_decay
 
 

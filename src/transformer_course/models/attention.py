@@ -21,6 +21,7 @@ from torch import Tensor
 
 __all__ = [
     "scaled_dot_product_attention",
+    "attend",
     "uniform_attention_weights",
     "make_padding_mask",
     "make_causal_mask",
@@ -49,8 +50,9 @@ def check_mask(mask: Tensor, scores_shape: tuple[int, ...] | torch.Size) -> None
                      "padding masks are (batch, 1, 1, k_len), causal masks (q_len, k_len)")
 
 
-def check_bias(bias: Tensor, scores: Tensor) -> None:
-    """Raise ``ValueError`` unless ``bias`` is a floating tensor of the scores' dtype that
+def check_bias(bias: Tensor, scores_shape: tuple[int, ...] | torch.Size,
+               dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` unless ``bias`` is a floating tensor of the scores' ``dtype`` that
     broadcasts to their shape ``(..., q_len, k_len)``."""
     if not isinstance(bias, Tensor) or not bias.is_floating_point():
         got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
@@ -58,9 +60,9 @@ def check_bias(bias: Tensor, scores: Tensor) -> None:
             f"bias must be a floating tensor added to the scores, got {got}; a boolean tensor "
             "is a mask: pass it as mask="
         )
-    if bias.dtype != scores.dtype:
-        raise ValueError(f"bias has dtype {bias.dtype}, the scores {scores.dtype}")
-    _check_broadcast("bias", bias, scores.shape, "a per-head bias is (heads, q_len, k_len)")
+    if bias.dtype != dtype:
+        raise ValueError(f"bias has dtype {bias.dtype}, the scores {dtype}")
+    _check_broadcast("bias", bias, scores_shape, "a per-head bias is (heads, q_len, k_len)")
 
 
 def _check_broadcast(name: str, tensor: Tensor, scores_shape, hint: str) -> None:
@@ -131,17 +133,35 @@ def scaled_dot_product_attention(
         are returned before dropout, which is what a heatmap should show.
     """
     _check_qkv(query, key, value)
+    scores_shape = (*query.shape[:-1], key.shape[-2])  # (..., q_len, k_len)
+    if bias is not None:
+        check_bias(bias, scores_shape, query.dtype)
+    if mask is not None:
+        check_mask(mask, scores_shape)
+    return attend(query, key, value, mask, dropout_p, scale, bias)
+
+
+def attend(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`scaled_dot_product_attention` without its input checks, for callers that checked
+    their inputs already (:class:`~transformer_course.models.multihead.MultiHeadAttention`):
+    the checks run once per call, where the tensors enter, not again in the hot path."""
     d_k = query.shape[-1]
     scale = 1.0 / math.sqrt(d_k) if scale is None else scale
 
     # Scaling the queries instead of the scores: the same numbers, on a smaller tensor.
     scores = torch.matmul(query * scale, key.transpose(-2, -1))  # (..., q_len, k_len)
     if bias is not None:
-        check_bias(bias, scores)
         scores = scores + bias  # (..., q_len, k_len); must not change the scores' shape
     fully_masked = None
     if mask is not None:
-        check_mask(mask, scores.shape)
         # Add the most negative finite number where attending is not allowed. Its exponential
         # is exactly 0 after softmax; unlike masked_fill, an addition costs nothing in the
         # backward pass, and unlike -inf it cannot turn a fully masked row into NaN.

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ..utils.tokenizer import PAD_ID
 from .attention import make_padding_mask
 from .embeddings import LearnedPositionalEmbedding, TokenEmbedding
-from .encoder import TransformerEncoder
+from .encoder import EncoderLayer, TransformerEncoder
 from .feedforward import ACTIVATIONS
 from .normalization import LayerNorm
 from .transformer import check_layer_settings, check_positive, init_linear_layers
@@ -42,6 +42,7 @@ __all__ = [
     "BertConfig",
     "MaskedLanguageModel",
     "pad_sequences",
+    "bert_layer",
 ]
 
 IGNORE_INDEX = -100  # label of the positions the loss skips (F.cross_entropy's default)
@@ -189,6 +190,12 @@ class BertConfig:
         return dataclasses.asdict(self)
 
 
+def bert_layer(config: BertConfig) -> EncoderLayer:
+    """One encoder layer of the model: pre-norm, the config's activation (GELU)."""
+    c = config
+    return EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, norm_first=True)
+
+
 class MaskedLanguageModel(nn.Module):
     """Encoder-only Transformer with BERT's MLM head; every position sees every real token.
 
@@ -208,8 +215,9 @@ class MaskedLanguageModel(nn.Module):
         # they would be drowned by the tokens, and a model pretrained for seconds first spends
         # its steps growing them.
         nn.init.normal_(self.pos_embed.embedding.weight, std=1.0)
-        self.encoder = TransformerEncoder(c.num_layers, c.d_model, c.num_heads, c.d_ff,
-                                          c.dropout, c.activation, norm_first=True)
+        # Pre-norm layers, so the stack ends with a LayerNorm.
+        self.encoder = TransformerEncoder([bert_layer(c) for _ in range(c.num_layers)],
+                                          LayerNorm(c.d_model))
         # BERT's head: transform each vector once more before comparing it with the vocabulary.
         self.head_dense = nn.Linear(c.d_model, c.d_model)
         self.head_norm = LayerNorm(c.d_model)

@@ -168,8 +168,7 @@ def beam_search(
         reorder = (torch.arange(batch, device=device)[:, None] * k + new_origin).view(-1)
         tokens = torch.cat([tokens[reorder], new_token.view(-1, 1)], dim=1)  # (batch*k, t+1)
         if cache is not None:
-            for self_cache, _ in cache:
-                self_cache.reorder(reorder)  # cross-attention keys are the same for all beams
+            cache.reorder(reorder)
         scores = new_scores
 
     results = []
@@ -248,7 +247,7 @@ def generate(
     cache = None
     stopped = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
-        if use_cache and cache is not None and len(cache[0][0]) < context:
+        if use_cache and cache is not None and cache.length < context:
             logits = model(tokens[:, -1:], cache)[:, -1]  # (batch, vocab)
         else:
             window = tokens[:, -context:]  # crop to the context length

@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from .attention import make_causal_mask
-from .decoder import LayerCache, TransformerDecoder
+from .decoder import DecoderCache, DecoderLayer, TransformerDecoder
 from .embeddings import TokenEmbedding
-from .relative_positions import POSITION_SCHEMES, attention_positions, token_positions
-from .transformer import check_layer_settings, check_positive, init_linear_layers
+from .relative_positions import (
+    POSITION_SCHEMES,
+    RotaryEmbedding,
+    attention_positions,
+    token_positions,
+)
+from .transformer import check_layer_settings, check_positive, init_linear_layers, stack_norm
 
-__all__ = ["GPTConfig", "GPT"]
+__all__ = ["GPTConfig", "GPT", "gpt_block"]
 
 
 @dataclass
@@ -74,6 +79,14 @@ class GPTConfig:
         return cls(**values)
 
 
+def gpt_block(config: GPTConfig, rotary: RotaryEmbedding | None = None) -> DecoderLayer:
+    """One layer of the model: a decoder layer without cross-attention (causal
+    self-attention and a feed-forward network; its norms are ``norm1`` and ``norm3``)."""
+    c = config
+    return DecoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first,
+                        cross_attention=False, rotary=rotary)
+
+
 class GPT(nn.Module):
     """Decoder-only Transformer: predicts token t+1 from tokens 0..t.
 
@@ -96,9 +109,7 @@ class GPT(nn.Module):
             t5_buckets=c.t5_buckets, t5_max_distance=c.t5_max_distance,
         )
         self.decoder = TransformerDecoder(
-            c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first,
-            cross_attention=False, rotary=rotary,
-        )
+            [gpt_block(c, rotary) for _ in range(c.num_layers)], stack_norm(c))
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         init_linear_layers(self.decoder)
         if c.tie_weights:
@@ -106,7 +117,7 @@ class GPT(nn.Module):
         else:
             nn.init.xavier_uniform_(self.lm_head.weight)
 
-    def forward(self, tokens: Tensor, cache: list[LayerCache] | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, cache: DecoderCache | None = None) -> Tensor:
         """``tokens``: ``(batch, seq_len)`` -> logits ``(batch, seq_len, vocab_size)``.
 
         With a ``cache`` (see :meth:`new_cache`) ``tokens`` are the new positions only. A
@@ -115,7 +126,7 @@ class GPT(nn.Module):
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (batch, seq_len), got {tuple(tokens.shape)}")
-        start = len(cache[0][0]) if cache else 0
+        start = 0 if cache is None else cache.length
         end = start + tokens.shape[1]
         if self.config.positional == "learned" and end > self.config.context_length:
             raise ValueError(
@@ -131,7 +142,7 @@ class GPT(nn.Module):
         x = self.decoder(x, self_mask=mask, cache=cache, self_bias=bias)  # (batch, seq, d_model)
         return self.lm_head(x)  # (batch, seq_len, vocab_size)
 
-    def new_cache(self) -> list[LayerCache]:
+    def new_cache(self) -> DecoderCache:
         return self.decoder.new_cache()
 
     def attention_weights(self) -> list[Tensor]:

@@ -20,6 +20,8 @@ __all__ = [
     "copy_layer_norm",
     "copy_encoder_layer",
     "copy_decoder_layer",
+    "ENCODER_LAYER_NAMES",
+    "DECODER_LAYER_NAMES",
 ]
 
 
@@ -55,23 +57,45 @@ def copy_layer_norm(ours: LayerNorm, theirs: nn.LayerNorm) -> None:
     ours.eps = theirs.eps
 
 
+# Our submodule -> PyTorch's, in a layer: the norms have the same names (``norm1``, ...), the
+# feed-forward network's linear layers sit directly in PyTorch's layer, and its cross-attention
+# is called ``multihead_attn``.
+ENCODER_LAYER_NAMES = {
+    "self_attn": "self_attn",
+    "ffn.linear1": "linear1",
+    "ffn.linear2": "linear2",
+    "norm1": "norm1",
+    "norm2": "norm2",
+}
+DECODER_LAYER_NAMES = {
+    "self_attn": "self_attn",
+    "cross_attn": "multihead_attn",
+    "ffn.linear1": "linear1",
+    "ffn.linear2": "linear2",
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "norm3": "norm3",
+}
+
+
+def _copy_layer(ours: nn.Module, theirs: nn.Module, names: dict[str, str]) -> None:
+    for our_name, their_name in names.items():
+        mine, its = ours.get_submodule(our_name), theirs.get_submodule(their_name)
+        if isinstance(mine, MultiHeadAttention):
+            copy_multihead_attention(mine, its)
+        elif isinstance(mine, LayerNorm):
+            copy_layer_norm(mine, its)
+        else:
+            _copy_linear(mine, its.weight, its.bias)
+
+
 @torch.no_grad()
 def copy_encoder_layer(ours: EncoderLayer, theirs: nn.TransformerEncoderLayer) -> None:
-    copy_multihead_attention(ours.self_attn, theirs.self_attn)
-    _copy_linear(ours.ffn.linear1, theirs.linear1.weight, theirs.linear1.bias)
-    _copy_linear(ours.ffn.linear2, theirs.linear2.weight, theirs.linear2.bias)
-    copy_layer_norm(ours.attn_residual.norm, theirs.norm1)
-    copy_layer_norm(ours.ffn_residual.norm, theirs.norm2)
+    _copy_layer(ours, theirs, ENCODER_LAYER_NAMES)
 
 
 @torch.no_grad()
 def copy_decoder_layer(ours: DecoderLayer, theirs: nn.TransformerDecoderLayer) -> None:
     if ours.cross_attn is None:
         raise ValueError("our decoder layer has no cross-attention to receive multihead_attn")
-    copy_multihead_attention(ours.self_attn, theirs.self_attn)
-    copy_multihead_attention(ours.cross_attn, theirs.multihead_attn)
-    _copy_linear(ours.ffn.linear1, theirs.linear1.weight, theirs.linear1.bias)
-    _copy_linear(ours.ffn.linear2, theirs.linear2.weight, theirs.linear2.bias)
-    copy_layer_norm(ours.self_attn_residual.norm, theirs.norm1)
-    copy_layer_norm(ours.cross_attn_residual.norm, theirs.norm2)
-    copy_layer_norm(ours.ffn_residual.norm, theirs.norm3)
+    _copy_layer(ours, theirs, DECODER_LAYER_NAMES)

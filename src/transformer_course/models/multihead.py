@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention import scaled_dot_product_attention, uniform_attention_weights
+from .attention import attend, check_bias, check_mask, uniform_attention_weights
 from .relative_positions import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention", "KVCache", "PreallocatedKVCache", "use_uniform_attention"]
@@ -285,6 +285,11 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.update(k, v)  # (batch, heads, cached_len + k_len, d_k)
 
+        scores_shape = (*q.shape[:-1], k.shape[-2])  # (batch, heads, q_len, k_len)
+        if mask is not None:
+            check_mask(mask, scores_shape)
+        if bias is not None:
+            check_bias(bias, scores_shape, q.dtype)
         dropout_p = self.dropout if self.training else 0.0
         if self.uniform:
             # The ablation: the scores q k^T are never computed, so W_Q and W_K get no gradient.
@@ -292,7 +297,8 @@ class MultiHeadAttention(nn.Module):
                                                 q.device)  # (batch, heads, q_len, k_len)
             heads = torch.matmul(weights, v)  # (batch, heads, q_len, d_k)
         else:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, bias=bias)
+            # attend, not scaled_dot_product_attention: the inputs were checked above, once.
+            heads, weights = attend(q, k, v, mask, dropout_p, bias=bias)
         # heads: (batch, heads, q_len, d_k); weights: (batch, heads, q_len, k_len)
         self.attention_weights = weights.detach()
         output = self.W_O(self.merge_heads(heads))  # (batch, q_len, d_model)

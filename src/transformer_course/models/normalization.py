@@ -3,6 +3,9 @@
 Every sublayer (attention or feed-forward) is wrapped as ``x + sublayer(x)`` with a LayerNorm,
 placed either after the addition (post-norm, the original paper) or before the sublayer
 (pre-norm, GPT-2 and most modern models: it trains stably without learning-rate warmup).
+
+:func:`rename_state_keys` lets the layers load checkpoints written while they still wrapped
+their sublayers in :class:`ResidualConnection` modules (see ``EncoderLayer.OLD_NAMES``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerNorm", "ResidualConnection"]
+__all__ = ["LayerNorm", "ResidualConnection", "rename_state_keys", "upgrade_state_dict"]
 
 
 class LayerNorm(nn.Module):
@@ -46,6 +49,10 @@ class ResidualConnection(nn.Module):
 
     post-norm: ``norm(x + dropout(sublayer(x)))``
     pre-norm:  ``x + dropout(sublayer(norm(x)))``
+
+    Chapter 6's object: the idea of the wiring, on its own. ``EncoderLayer`` and
+    ``DecoderLayer`` write the same two lines inline, as ``nn.TransformerEncoderLayer`` does,
+    with the layer's own ``norm1``, ``norm2`` (, ``norm3``) and ``dropout``.
     """
 
     def __init__(
@@ -61,3 +68,30 @@ class ResidualConnection(nn.Module):
         if self.norm_first:
             return x + self.dropout(sublayer(self.norm(x)))
         return self.norm(x + self.dropout(sublayer(x)))
+
+
+def rename_state_keys(state_dict: dict, prefix: str, renames: dict[str, str]) -> None:
+    """Rename, in place, every key ``prefix + old + rest`` of ``state_dict`` to
+    ``prefix + new + rest``, for each ``old -> new`` of ``renames``.
+
+    The layers call it from ``_load_from_state_dict`` with their ``OLD_NAMES``, so a state
+    dict that still says ``attn_residual.norm.gamma`` loads into ``norm1.gamma``.
+    """
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        for old, new in renames.items():
+            if rest.startswith(old):
+                state_dict[prefix + new + rest[len(old):]] = state_dict.pop(key)
+                break
+
+
+def upgrade_state_dict(model: nn.Module, state_dict: dict) -> dict:
+    """A copy of ``state_dict`` with the old names of every layer of ``model`` renamed: the
+    keys ``model.state_dict()`` has, for checks made before ``load_state_dict`` (which
+    renames by itself)."""
+    state_dict = dict(state_dict)
+    for name, module in model.named_modules():
+        renames = getattr(module, "OLD_NAMES", None)
+        if renames:
+            rename_state_keys(state_dict, f"{name}." if name else "", renames)
+    return state_dict

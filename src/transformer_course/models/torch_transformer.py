@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .attention import make_causal_mask, to_pytorch_mask
-from .decoder import LayerCache
+from .decoder import DecoderCache
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["TorchTransformer"]
@@ -64,7 +64,7 @@ class TorchTransformer(Transformer):
         tgt: Tensor,
         memory: Tensor,
         src_mask: Tensor,
-        cache: list[LayerCache] | None = None,
+        cache: DecoderCache | None = None,
     ) -> Tensor:
         if cache is not None:
             raise ValueError("nn.Transformer keeps no key/value cache; decode with use_cache=False")
@@ -77,7 +77,7 @@ class TorchTransformer(Transformer):
         )  # (batch, tgt_len, d_model)
         return self.generator(x)  # (batch, tgt_len, tgt_vocab)
 
-    def new_cache(self) -> list[LayerCache]:
+    def new_cache(self) -> DecoderCache:
         raise ValueError("nn.Transformer keeps no key/value cache; decode with use_cache=False")
 
     def attention_weights(self) -> dict[str, list[Tensor]]:

@@ -18,16 +18,25 @@ from torch import Tensor, nn
 
 from ..utils.tokenizer import PAD_ID
 from .attention import make_causal_mask, make_padding_mask, make_target_mask
-from .decoder import LayerCache, TransformerDecoder
+from .decoder import DecoderCache, DecoderLayer, TransformerDecoder
 from .embeddings import TokenEmbedding
-from .encoder import TransformerEncoder
+from .encoder import EncoderLayer, TransformerEncoder
 from .feedforward import ACTIVATIONS
-from .relative_positions import POSITION_SCHEMES, attention_positions, token_positions
+from .normalization import LayerNorm
+from .relative_positions import (
+    POSITION_SCHEMES,
+    RotaryEmbedding,
+    attention_positions,
+    token_positions,
+)
 
 __all__ = [
     "TransformerConfig",
     "Transformer",
     "make_positional",
+    "encoder_layer",
+    "decoder_layer",
+    "stack_norm",
     "init_linear_layers",
     "check_positive",
     "check_layer_settings",
@@ -128,6 +137,31 @@ def make_positional(kind: str, d_model: int, max_len: int, dropout: float) -> nn
     return token_positions(kind, d_model, max_len, dropout)
 
 
+def encoder_layer(config: TransformerConfig, rotary: RotaryEmbedding | None = None
+                  ) -> EncoderLayer:
+    """One encoder layer of the sizes and switches in ``config`` (``rotary``: the rotary
+    embedding of its self-attention, for ``positional="rope"``)."""
+    c = config
+    return EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first,
+                        c.layer_norm_eps, rotary)
+
+
+def decoder_layer(config: TransformerConfig, rotary: RotaryEmbedding | None = None
+                  ) -> DecoderLayer:
+    """One decoder layer, with cross-attention, of the sizes and switches in ``config``."""
+    c = config
+    return DecoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first,
+                        c.layer_norm_eps, rotary=rotary)
+
+
+def stack_norm(config) -> LayerNorm | None:
+    """The LayerNorm on top of a pre-norm stack (``config.norm_first``), None for post-norm,
+    whose layers end with a norm already. ``layer_norm_eps`` is read if the config has it."""
+    if not config.norm_first:
+        return None
+    return LayerNorm(config.d_model, getattr(config, "layer_norm_eps", 1e-5))
+
+
 def init_linear_layers(module: nn.Module) -> None:
     """Xavier-uniform weights and zero biases for every nn.Linear inside ``module``."""
     for m in module.modules():
@@ -159,13 +193,9 @@ class Transformer(nn.Module):
         self.tgt_position_bias, tgt_rotary = attention_positions(
             c.positional, c.num_heads, d_k, False, c.t5_buckets, c.t5_max_distance)
         self.encoder = TransformerEncoder(
-            c.num_encoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
-            c.norm_first, c.layer_norm_eps, src_rotary,
-        )
+            [encoder_layer(c, src_rotary) for _ in range(c.num_encoder_layers)], stack_norm(c))
         self.decoder = TransformerDecoder(
-            c.num_decoder_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation,
-            c.norm_first, c.layer_norm_eps, rotary=tgt_rotary,
-        )
+            [decoder_layer(c, tgt_rotary) for _ in range(c.num_decoder_layers)], stack_norm(c))
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)
         init_linear_layers(self.encoder)
         init_linear_layers(self.decoder)
@@ -201,7 +231,7 @@ class Transformer(nn.Module):
         tgt: Tensor,
         memory: Tensor,
         src_mask: Tensor,
-        cache: list[LayerCache] | None = None,
+        cache: DecoderCache | None = None,
     ) -> Tensor:
         """Logits ``(batch, tgt_len, tgt_vocab)`` for the target prefix ``tgt``.
 
@@ -209,7 +239,7 @@ class Transformer(nn.Module):
         earlier ones are read from the cache.
         """
         self._check_tokens(tgt, "tgt")
-        start = len(cache[0][0]) if cache else 0
+        start = 0 if cache is None else cache.length
         if cache is None:
             tgt_mask = self.target_mask(tgt)  # (batch, 1, tgt_len, tgt_len)
         elif tgt.shape[1] == 1:
@@ -239,7 +269,7 @@ class Transformer(nn.Module):
         memory = self.encode(src, src_mask)
         return self.decode(tgt, memory, src_mask)
 
-    def new_cache(self, max_len: int | None = None) -> list[LayerCache]:
+    def new_cache(self, max_len: int | None = None) -> DecoderCache:
         """Empty decoder caches; ``max_len`` preallocates room for that many target positions
         (see :meth:`TransformerDecoder.new_cache`)."""
         return self.decoder.new_cache(max_len)

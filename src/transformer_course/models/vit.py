@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .encoder import TransformerEncoder
+from .encoder import EncoderLayer, TransformerEncoder
+from .normalization import LayerNorm
 from .transformer import check_layer_settings, init_linear_layers
 
-__all__ = ["patchify", "unpatchify", "PatchEmbedding", "ViTConfig", "VisionTransformer"]
+__all__ = ["patchify", "unpatchify", "PatchEmbedding", "ViTConfig", "VisionTransformer",
+           "vit_layer"]
 
 
 def _check_images(images: Tensor, patch_size: int, channels: int | None = None) -> None:
@@ -133,6 +135,12 @@ class ViTConfig:
         return (self.image_size // self.patch_size) ** 2
 
 
+def vit_layer(config: ViTConfig) -> EncoderLayer:
+    """One encoder layer of the model: pre-norm, as in the ViT paper."""
+    c = config
+    return EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, norm_first=True)
+
+
 class VisionTransformer(nn.Module):
     """Patches -> ``[CLS]`` + patch embeddings + learned positions -> encoder -> head.
 
@@ -150,8 +158,9 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))
         self.pos_embed = nn.Parameter(torch.zeros(1, c.num_patches + 1, c.d_model))
         self.dropout = nn.Dropout(c.dropout)
-        self.encoder = TransformerEncoder(c.num_layers, c.d_model, c.num_heads, c.d_ff,
-                                          c.dropout, c.activation, norm_first=True)
+        # Pre-norm layers, so the stack ends with a LayerNorm.
+        self.encoder = TransformerEncoder([vit_layer(c) for _ in range(c.num_layers)],
+                                          LayerNorm(c.d_model))
         self.head = nn.Linear(c.d_model, c.num_classes)
         init_linear_layers(self)
         nn.init.normal_(self.cls_token, std=0.02)

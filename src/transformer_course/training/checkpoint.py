@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..models.normalization import upgrade_state_dict
+
 __all__ = ["average_checkpoint_files", "save_atomic", "CheckpointError", "load_checkpoint_file",
            "load_model_state", "describe_checkpoint", "remove_stale_temporaries"]
 
@@ -209,10 +211,12 @@ def describe_checkpoint(data: dict) -> str | None:
 def load_model_state(model: nn.Module, state: Any, path: str | Path) -> None:
     """``model.load_state_dict(state)``, refusing with a one-line :class:`CheckpointError`
     that names the first parameter that is missing, extra, or of another shape (a checkpoint
-    of another model or configuration) before anything is changed."""
+    of another model or configuration) before anything is changed. The names of earlier
+    versions of the layers (``attn_residual.norm``, ...) are renamed first."""
     expected = model.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: its 'model' entry is not a dictionary of tensors")
+    state = upgrade_state_dict(model, state)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
