@@ -66,13 +66,15 @@ def check_bias(bias: Tensor, scores_shape: tuple[int, ...] | torch.Size,
 
 
 def _check_broadcast(name: str, tensor: Tensor, scores_shape, hint: str) -> None:
-    # Broadcasting must not grow the scores: a (2, q, k) bias on (1, q, k) scores would.
+    # Broadcasting must not grow the scores: a (2, q, k) bias on (1, q, k) scores would. So
+    # each of the tensor's sizes, aligned from the right, is 1 or the scores' own. (Checked
+    # in Python: torch.broadcast_shapes costs more than a decoding step's attention at batch 1.)
     expected = tuple(scores_shape)
-    try:
-        broadcast = torch.broadcast_shapes(tensor.shape, expected)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != expected:
+    shape = tuple(tensor.shape)
+    fits = len(shape) <= len(expected) and all(
+        size in (1, target) for size, target in zip(shape[::-1], expected[::-1], strict=False)
+    )
+    if not fits:
         raise ValueError(
             f"{name} of shape {tuple(tensor.shape)} does not broadcast to the attention scores' "
             f"shape {expected} (..., q_len, k_len); {hint}"
