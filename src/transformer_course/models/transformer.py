@@ -33,7 +33,6 @@ from .relative_positions import (
 __all__ = [
     "TransformerConfig",
     "Transformer",
-    "make_positional",
     "encoder_layer",
     "decoder_layer",
     "stack_norm",
@@ -130,13 +129,6 @@ class TransformerConfig:
         return cls(**values)
 
 
-def make_positional(kind: str, d_model: int, max_len: int, dropout: float) -> nn.Module:
-    """What is added to the token embeddings for the scheme ``kind``, then dropout: a table of
-    ``max_len`` positions (``"sinusoidal"``, ``"learned"``), or nothing for the schemes whose
-    positions enter attention (see ``relative_positions.token_positions``)."""
-    return token_positions(kind, d_model, max_len, dropout)
-
-
 def encoder_layer(config: TransformerConfig, rotary: RotaryEmbedding | None = None
                   ) -> EncoderLayer:
     """One encoder layer of the sizes and switches in ``config`` (``rotary``: the rotary
@@ -182,8 +174,8 @@ class Transformer(nn.Module):
             self.tgt_embed = self.src_embed
         else:
             self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
-        self.src_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
-        self.tgt_pos = make_positional(c.positional, c.d_model, c.max_len, c.dropout)
+        self.src_pos = token_positions(c.positional, c.d_model, c.max_len, c.dropout)
+        self.tgt_pos = token_positions(c.positional, c.d_model, c.max_len, c.dropout)
         # Relative schemes: a bias module (T5, ALiBi) per stack, shared by its layers, or the
         # rotary embedding of every self-attention (RoPE). The encoder sees keys on both
         # sides of a query, the decoder only the past, so T5 gives each its own buckets.
