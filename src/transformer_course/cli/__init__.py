@@ -299,7 +299,12 @@ def translator_command(args) -> int:
     if args.json:
         import json
 
-        results = {"checkpoint": str(checkpoint), "command": " ".join(sys.argv), **results}
+        # Relative to the working directory when inside it: logs are committed beside the
+        # checkpoints and must not carry one machine's absolute paths.
+        shown = Path(checkpoint).resolve()
+        if shown.is_relative_to(Path.cwd()):
+            shown = shown.relative_to(Path.cwd())
+        results = {"checkpoint": str(shown), "command": " ".join(sys.argv), **results}
         try:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -356,7 +361,8 @@ def _run_info(device) -> dict:
 
     return {"date": time.strftime("%Y-%m-%d", time.gmtime()),
             "machine": tinytalks.machine_info(device), "git_commit": _git_commit(),
-            "data": os.environ.get("TRANSFORMER_COURSE_DATA") or "download cache"}
+            "data": "local copy (TRANSFORMER_COURSE_DATA)" if os.environ.get(
+                "TRANSFORMER_COURSE_DATA") else "download cache"}
 
 
 def tinytalks_command(args, argv: list[str], started: float) -> int:
